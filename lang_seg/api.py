@@ -1,0 +1,68 @@
+"""``lang_seg.load_model``: one entry point for both backends."""
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+from .checkpoint import infer_options, read_checkpoint
+from .config import BACKBONES, NetOptions
+from .errors import LangSegError
+from .model import SegModel
+
+BACKENDS = ("torch", "mindspore")
+
+
+def load_model(
+    weights: Optional[str] = None,
+    backend: str = "torch",
+    backbone: Optional[str] = None,
+    device: str = "cpu",
+    pretrained: bool = False,
+    **options,
+) -> SegModel:
+    """Build LSeg on ``backend`` from a checkpoint, or with random weights.
+
+    weights: a lang-seg Lightning checkpoint (upstream's or this project's), a
+        MindSpore checkpoint written by this project, or None (random weights;
+        ``backbone`` is then required).
+    backbone: overrides the backbone the checkpoint implies.
+    device: 'cpu', 'cuda'/'gpu' or 'gpu:N'.
+    pretrained: with ``weights=None``, start from CLIP and timm's pretrained
+        weights (downloads them, or reads their caches).
+    options: other network options (features, readout, use_bn, arch_option,
+        block_depth, activation, half_logits), overriding the checkpoint's.
+    """
+    if backend not in BACKENDS:
+        raise LangSegError(f"unknown backend {backend!r}: choose 'torch' or 'mindspore'")
+    unknown = set(options) - set(NetOptions.__dataclass_fields__)
+    if unknown:
+        raise LangSegError(f"unknown option(s) {', '.join(sorted(unknown))}: known are {', '.join(NetOptions.__dataclass_fields__)}")
+    if backbone is not None and backbone not in BACKBONES:
+        raise LangSegError(f"unknown backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
+
+    if weights is None:
+        if backbone is None:
+            raise LangSegError("pass backbone=... when weights=None (random initialisation), e.g. 'clip_vitb32_384'")
+        net_options = NetOptions(backbone=backbone, **options)
+        state = None
+    else:
+        ckpt = read_checkpoint(weights)
+        net_options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=backbone, **options)
+        state = ckpt.state
+    what = f"checkpoint {weights}"
+
+    if backend == "torch":
+        from .backends.torch_backend import TorchModel
+
+        model = TorchModel(net_options, device, state=state, pretrained=pretrained, what=what)
+    else:
+        from .backends.mindspore_backend import MindSporeModel
+
+        model = MindSporeModel(net_options, device, state=state, pretrained=pretrained, what=what)
+    if model.unused_keys:
+        warnings.warn(
+            f"{len(model.unused_keys)} checkpoint tensors are not used by LSeg and were skipped "
+            f"(CLIP image tower: {model.unused_keys[0]}, ...)",
+            stacklevel=2,
+        )
+    return model

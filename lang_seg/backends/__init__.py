@@ -1,0 +1,1 @@
+"""The two compute backends behind ``lang_seg.load_model``."""

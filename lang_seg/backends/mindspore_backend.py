@@ -1,0 +1,181 @@
+"""MindSpore backend: the ported LSegNet, compiled as graphs.
+
+Weights come from the torch side (a checkpoint, or the torch reference's own
+random or pretrained initialisation) through ``lang_seg.convert``, so both
+backends start from identical numbers.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ..config import NetOptions
+from ..convert import torch_to_ms, ms_to_torch
+from ..errors import LangSegError
+from ..model import SegModel
+
+_DEVICE: Dict[str, object] = {}
+
+
+def parse_device(device: str) -> Tuple[str, int]:
+    """'cpu', 'gpu', 'gpu:N', 'cuda', 'cuda:N' -> (MindSpore target, id)."""
+    name, _, index = device.lower().partition(":")
+    if name == "cpu":
+        return "CPU", 0
+    if name in ("gpu", "cuda"):
+        try:
+            return "GPU", int(index or 0)
+        except ValueError:
+            pass
+    raise LangSegError(f"unknown device {device!r}: use 'cpu' or 'gpu:N'")
+
+
+def cap_onednn_isa() -> None:
+    """Cap oneDNN at AVX2 unless the user chose a cap.
+
+    MindSpore 2.10's oneDNN (3.10) picks its ``jit_uni_ncsp:conv+ref`` kernel for
+    plain-layout fp32 convolutions on AVX-512 CPUs: ~150x slower than the
+    ``gemm:jit`` kernel it picks with AVX2 (3x3 conv, 256 channels, 96x96: 10.9 s
+    against 63 ms on this machine). oneDNN reads the cap when it first runs, so
+    this must happen before MindSpore's first kernel; torch's own oneDNN is
+    affected only if it has not run yet (it loses 10-20% there).
+    """
+    if "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+
+
+def use_device(device: str) -> None:
+    """Select MindSpore's device once per process; a clear error when the GPU plugin cannot load."""
+    target, index = parse_device(device)
+    if target == "CPU":
+        cap_onednn_isa()
+    import mindspore as ms
+
+    if _DEVICE:
+        if (_DEVICE["target"], _DEVICE["id"]) != (target, index):
+            raise LangSegError(
+                f"MindSpore already runs on {_DEVICE['target']}:{_DEVICE['id']} in this process; "
+                f"it cannot switch to {device!r}: start a new process"
+            )
+        return
+    if target == "GPU":
+        try:
+            from mindspore.device_context.gpu.device import is_available
+
+            available = is_available()
+        except Exception:  # plugin import itself fails without CUDA libraries
+            available = False
+        if not available:
+            raise LangSegError(
+                f"MindSpore cannot use {device!r}: its GPU plugin did not load. MindSpore 2.10 needs an NVIDIA "
+                "driver with CUDA 11.x runtime and cuDNN 8 libraries (libcudart.so.11.0, libcudnn.so.8) on "
+                "LD_LIBRARY_PATH; use device='cpu' otherwise"
+            )
+    ms.set_device(target, index if target == "GPU" else None)
+    _DEVICE.update(target=target, id=index)
+
+
+def named_parameters(net) -> Iterator[Tuple[str, object]]:
+    """(path, Parameter) for every parameter of a MindSpore cell, buffers (BN statistics) included."""
+    return net.parameters_and_names()
+
+
+def ms_parameter_shapes(options: NetOptions) -> List[Tuple[str, tuple]]:
+    from modules.models_ms.lseg_net import LSegNet
+
+    return [(name, tuple(p.shape)) for name, p in named_parameters(LSegNet(options))]
+
+
+def initial_torch_state(options: NetOptions, pretrained: bool = False) -> Dict[str, np.ndarray]:
+    """The torch reference's initial weights (random, or CLIP/timm pretrained)."""
+    from modules.models.lseg_net import LSegNet as TorchLSegNet
+
+    net = TorchLSegNet(options, pretrained=pretrained)
+    return {k: v.detach().numpy() for k, v in net.state_dict().items()}
+
+
+def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
+    import mindspore as ms
+
+    for name, param in named_parameters(net):
+        value = ms_state[name]
+        param.set_data(ms.Tensor(np.ascontiguousarray(value, dtype=value.dtype)))
+
+
+def text_inputs(labels: List[str], context_length: int):
+    """CLIP token ids (int32) and the end-of-text position of each label."""
+    from ..labels import tokenize
+
+    tokens = tokenize(labels, context_length).numpy()
+    return tokens.astype(np.int32), tokens.argmax(axis=-1).astype(np.int32)
+
+
+class MindSporeModel(SegModel):
+    backend = "mindspore"
+
+    def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
+                 pretrained: bool = False, what: str = "checkpoint", mode: Optional[str] = None):
+        import mindspore as ms
+        from modules.models_ms.lseg_net import LSegNet
+
+        use_device(device)
+        super().__init__(options, device)
+        self.mode = mode or os.environ.get("LANGSEG_MS_MODE", "graph")
+        if self.mode not in ("graph", "eager"):
+            raise LangSegError(f"unknown MindSpore mode {self.mode!r}: use 'graph' (compiled) or 'eager' (debugging)")
+        if state is None:
+            state = initial_torch_state(options, pretrained)
+            what = "initial weights"
+        self.net = LSegNet(options)
+        shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
+        ms_state, self.torch_only = torch_to_ms(state, shapes, options, what)
+        self.unused_keys = sorted(k for k in self.torch_only if k.startswith("clip_pretrained.visual") or k == "clip_pretrained.logit_scale")
+        load_into(self.net, ms_state)
+        self.net.set_train(False)
+
+        net = self.net
+
+        def forward(x, text_features):
+            return net(x, text_features)
+
+        def forward_stages(x, text_features):
+            return net.forward_stages(x, text_features)
+
+        def encode_text(tokens, eot):
+            return net.clip_pretrained(tokens, eot)
+
+        compile_ = ms.jit if self.mode == "graph" else (lambda f: f)
+        self._compiled_forward = compile_(forward)
+        self._compiled_stages = compile_(forward_stages)
+        self._compiled_text = compile_(encode_text)
+
+    def ms_state(self) -> Dict[str, np.ndarray]:
+        return {name: p.asnumpy() for name, p in named_parameters(self.net)}
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        return ms_to_torch(self.ms_state(), self.torch_only)
+
+    def _encode_text(self, labels: List[str]):
+        import mindspore as ms
+
+        tokens, eot = text_inputs(labels, self.net.clip_pretrained.context_length)
+        return self._compiled_text(ms.Tensor(tokens), ms.Tensor(eot))
+
+    def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
+        import mindspore as ms
+
+        return self._compiled_forward(ms.Tensor.from_numpy(images), text_features).asnumpy()
+
+    def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
+        """Every stage of ``modules.models.lseg_net.STAGES`` as numpy arrays (eval mode)."""
+        import mindspore as ms
+        from modules.models.lseg_net import STAGES
+
+        from ..model import check_images
+
+        images = check_images(images, self.patch_size)
+        outs = self._compiled_stages(ms.Tensor.from_numpy(images), self.text_features(labels))
+        return dict(zip(STAGES, (o.asnumpy() for o in outs)))
+

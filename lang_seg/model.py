@@ -1,0 +1,71 @@
+"""The backend-independent model object that ``lang_seg.load_model`` returns."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .config import NetOptions
+from .errors import LangSegError
+from .labels import check_labels
+
+
+def check_images(images, patch_size: int) -> np.ndarray:
+    """``(N, 3, H, W)`` float32 normalised images, sides multiples of ``patch_size``."""
+    if not isinstance(images, np.ndarray):
+        raise LangSegError(f"images must be a numpy array (N, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise LangSegError(f"images must have 4 dimensions (N, 3, H, W), got shape {images.shape}")
+    if images.shape[1] != 3:
+        raise LangSegError(f"images must have 3 colour channels in dimension 1, got shape {images.shape}")
+    if images.dtype != np.float32:
+        raise LangSegError(
+            f"images must be float32 normalised with mean = std = 0.5 (got {images.dtype}): "
+            "use (x / 255 - 0.5) / 0.5"
+        )
+    from modules.models.lseg_vit import check_image_size
+
+    check_image_size(images.shape[2], images.shape[3], patch_size)
+    return np.ascontiguousarray(images)
+
+
+class SegModel:
+    """LSeg on one backend. ``logits(images, labels)`` is the contract both backends share."""
+
+    backend = "?"
+
+    def __init__(self, options: NetOptions, device: str, unused_keys: Sequence[str] = ()):
+        self.options = options
+        self.device = device
+        self.unused_keys: List[str] = list(unused_keys)
+        self._text_cache: Dict[Tuple[str, ...], object] = {}
+
+    @property
+    def patch_size(self) -> int:
+        return self.options.config.vit.patch_size
+
+    def text_features(self, labels: Sequence[str]):
+        """Backend tensor ``(L, C)`` of CLIP features; computed once per label set."""
+        key = tuple(check_labels(labels, unique=False))
+        if key not in self._text_cache:
+            self._text_cache.clear()
+            self._text_cache[key] = self._encode_text(list(key))
+        return self._text_cache[key]
+
+    def logits(self, images: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+        """``(N, len(labels), H, W)`` float32 label scores, before any argmax."""
+        images = check_images(images, self.patch_size)
+        return self._forward(images, self.text_features(labels))
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Weights under torch names, as numpy arrays."""
+        raise NotImplementedError
+
+    def _encode_text(self, labels: List[str]):
+        raise NotImplementedError
+
+    def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(backbone={self.options.backbone!r}, device={self.device!r})"

@@ -1,0 +1,124 @@
+"""LSegNet (torch reference): ViT + DPT image encoder, CLIP text encoder, cosine-logit head.
+
+Module and parameter names follow upstream lang-seg (``clip_pretrained``,
+``pretrained``, ``scratch``), so an upstream Lightning checkpoint's ``net.*``
+keys load one-to-one (see ``lang_seg.checkpoint``).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+
+from lang_seg.config import LOGIT_SCALE, NetOptions
+from lang_seg.labels import tokenize
+
+from .clip_text import ClipTextEncoder
+from .lseg_blocks import (
+    Interpolate,
+    bottleneck_block,
+    depthwise_block,
+    make_fusion_block,
+    make_scratch,
+)
+from .lseg_vit import VitBackbone, check_image_size
+
+
+STAGES = (
+    "layer_1", "layer_2", "layer_3", "layer_4",
+    "path_4", "path_3", "path_2", "path_1",
+    "image_features", "logits", "out",
+)
+
+
+class LSegNet(nn.Module):
+    def __init__(self, options: NetOptions = NetOptions(), pretrained: bool = False, device: str = "cpu"):
+        super().__init__()
+        self.options = options
+        config = options.config
+        self.out_c = config.text.embed_dim
+        self.patch_size = config.vit.patch_size
+
+        self.clip_pretrained = ClipTextEncoder(config.text)
+        self.pretrained = VitBackbone(config, readout=options.readout, pretrained=pretrained)
+        self.scratch = make_scratch(config.reassemble_features, options.features)
+        for i in range(1, 5):
+            setattr(self.scratch, f"refinenet{i}", make_fusion_block(options.features, options.use_bn))
+        self.scratch.head1 = nn.Conv2d(options.features, self.out_c, kernel_size=1)
+        if options.arch_option == 1:
+            self.scratch.head_block = bottleneck_block(activation=options.activation)
+        elif options.arch_option == 2:
+            self.scratch.head_block = depthwise_block(activation=options.activation)
+        self.scratch.output_conv = nn.Sequential(Interpolate(scale_factor=2, mode="bilinear", align_corners=True))
+        self.register_buffer("logit_scale", torch.tensor(LOGIT_SCALE), persistent=False)
+        if pretrained:
+            from lang_seg.weights import load_clip_text_pretrained
+
+            load_clip_text_pretrained(self.clip_pretrained, config.text.clip_name, device)
+
+    # -- text ---------------------------------------------------------------
+    def encode_text(self, labels: Sequence[str]) -> torch.Tensor:
+        """``(L, out_c)`` CLIP features of the labels (unnormalised)."""
+        tokens = tokenize(labels, self.clip_pretrained.context_length).to(self.logit_scale.device)
+        return self.clip_pretrained(tokens)
+
+    # -- image --------------------------------------------------------------
+    def cosine_logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = image_features.shape
+        image = image_features.permute(0, 2, 3, 1).reshape(-1, self.out_c)
+        image = image / image.norm(dim=-1, keepdim=True)
+        text = text_features / text_features.norm(dim=-1, keepdim=True)
+        if self.options.half_logits:
+            image, text = image.half(), text.half()
+        logits = (self.logit_scale * image) @ text.t()
+        return logits.float().view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def forward_stages(self, x: torch.Tensor, text_features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every intermediate the parity checks compare, by name (see ``STAGES``)."""
+        check_image_size(x.shape[2], x.shape[3], self.patch_size)
+        s = self.scratch
+        layers = self.pretrained(x)
+        rn = [getattr(s, f"layer{i}_rn")(layer) for i, layer in enumerate(layers, start=1)]
+        path_4 = s.refinenet4(rn[3])
+        path_3 = s.refinenet3(path_4, rn[2])
+        path_2 = s.refinenet2(path_3, rn[1])
+        path_1 = s.refinenet1(path_2, rn[0])
+        image_features = s.head1(path_1)
+        logits = self.cosine_logits(image_features, text_features)
+        out = logits
+        if self.options.arch_option in (1, 2):
+            for _ in range(self.options.block_depth - 1):
+                out = s.head_block(out)
+            out = s.head_block(out, False)
+        out = s.output_conv(out)
+        stages = dict(zip(("layer_1", "layer_2", "layer_3", "layer_4"), layers))
+        stages.update(path_4=path_4, path_3=path_3, path_2=path_2, path_1=path_1)
+        stages.update(image_features=image_features, logits=logits, out=out)
+        return stages
+
+    def forward(self, x: torch.Tensor, labels_or_features) -> torch.Tensor:
+        """Per-pixel label scores ``(N, L, H, W)``.
+
+        ``labels_or_features``: a list of label strings, or precomputed text
+        features ``(L, out_c)`` (what callers that reuse one label set pass).
+        """
+        if isinstance(labels_or_features, torch.Tensor):
+            text_features = labels_or_features
+        else:
+            text_features = self.encode_text(labels_or_features)
+        return self.forward_stages(x, text_features)["out"]
+
+    # -- parameters -------------------------------------------------------
+    def unused_parameter_names(self) -> List[str]:
+        """Parameters kept only for checkpoint compatibility (never reached by ``forward``)."""
+        last = self.options.config.hooks[-1]
+        names = []
+        for name, _ in self.named_parameters():
+            if name.startswith(("pretrained.model.norm.", "pretrained.model.head.", "pretrained.model.fc_norm.")):
+                names.append(name)
+            elif name.startswith("pretrained.model.blocks."):
+                if int(name.split(".")[3]) > last:
+                    names.append(name)
+        return names
+

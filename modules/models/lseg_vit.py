@@ -1,0 +1,174 @@
+"""ViT image encoder with DPT reassemble blocks (torch reference).
+
+Same modules and parameter names as upstream lang-seg (``pretrained.model.*`` is a
+timm VisionTransformer, ``pretrained.act_postprocessN.*`` the reassemble blocks),
+but the four intermediate layers are returned by ``forward`` instead of being
+captured by global forward hooks.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+
+from lang_seg.config import BackboneConfig
+
+
+class Slice(nn.Module):
+    """Readout ``ignore``: drop the class token."""
+
+    def __init__(self, start_index: int = 1):
+        super().__init__()
+        self.start_index = start_index
+
+    def forward(self, x):
+        return x[:, self.start_index:]
+
+
+class AddReadout(nn.Module):
+    """Readout ``add``: add the class token to every patch token."""
+
+    def __init__(self, start_index: int = 1):
+        super().__init__()
+        self.start_index = start_index
+
+    def forward(self, x):
+        readout = x[:, 0]
+        return x[:, self.start_index:] + readout.unsqueeze(1)
+
+
+class ProjectReadout(nn.Module):
+    """Readout ``project``: concatenate the class token to each patch token and project back."""
+
+    def __init__(self, in_features: int, start_index: int = 1):
+        super().__init__()
+        self.start_index = start_index
+        self.project = nn.Sequential(nn.Linear(2 * in_features, in_features), nn.GELU())
+
+    def forward(self, x):
+        readout = x[:, 0].unsqueeze(1).expand_as(x[:, self.start_index:])
+        return self.project(torch.cat((x[:, self.start_index:], readout), -1))
+
+
+class Transpose(nn.Module):
+    def __init__(self, dim0: int, dim1: int):
+        super().__init__()
+        self.dim0 = dim0
+        self.dim1 = dim1
+
+    def forward(self, x):
+        return x.transpose(self.dim0, self.dim1)
+
+
+def make_readout(readout: str, vit_features: int, start_index: int = 1) -> nn.Module:
+    if readout == "ignore":
+        return Slice(start_index)
+    if readout == "add":
+        return AddReadout(start_index)
+    return ProjectReadout(vit_features, start_index)
+
+
+def make_resample(channels: int, factor: float) -> List[nn.Module]:
+    """The layer after the 1x1 projection that brings a map to its decoder resolution."""
+    if factor == 1:
+        return []
+    if factor < 1:
+        return [nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)]
+    k = int(factor)
+    return [nn.ConvTranspose2d(channels, channels, kernel_size=k, stride=k, padding=0, bias=True)]
+
+
+def make_timm_vit(config: BackboneConfig, pretrained: bool = False) -> VisionTransformer:
+    """The timm ViT upstream uses; ``pretrained`` loads timm's weights (network or HF cache)."""
+    vit = config.vit
+    if pretrained:
+        from lang_seg.weights import load_timm_pretrained
+
+        return load_timm_pretrained(vit.timm_name)
+    return VisionTransformer(
+        img_size=vit.img_size,
+        patch_size=vit.patch_size,
+        embed_dim=vit.embed_dim,
+        depth=vit.depth,
+        num_heads=vit.num_heads,
+        mlp_ratio=vit.mlp_ratio,
+        qkv_bias=True,
+    )
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, start_index: int = 1) -> torch.Tensor:
+    """Bilinearly resize the patch position embeddings to a ``grid_h x grid_w`` grid, as upstream does."""
+    tokens, grid = pos_embed[:, :start_index], pos_embed[0, start_index:]
+    old = int(math.sqrt(len(grid)))
+    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bilinear")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+    return torch.cat([tokens, grid], dim=1)
+
+
+class VitBackbone(nn.Module):
+    """``pretrained`` in upstream's LSeg: the timm ViT plus the four reassemble blocks."""
+
+    start_index = 1
+
+    def __init__(self, config: BackboneConfig, readout: str = "project", pretrained: bool = False):
+        super().__init__()
+        self.hooks = tuple(config.hooks)
+        self.patch_size = config.vit.patch_size
+        self.model = make_timm_vit(config, pretrained)
+        vit_features = config.vit.embed_dim
+        grid = config.vit.img_size // self.patch_size
+        for i, (channels, factor) in enumerate(zip(config.reassemble_features, config.resample), start=1):
+            blocks = [
+                make_readout(readout, vit_features, self.start_index),
+                Transpose(1, 2),
+                # Kept so that the conv indices (3, 4) match upstream's keys; forward
+                # unflattens to the actual input grid instead.
+                nn.Unflatten(2, torch.Size([grid, grid])),
+                nn.Conv2d(vit_features, channels, kernel_size=1, stride=1, padding=0),
+                *make_resample(channels, factor),
+            ]
+            setattr(self, f"act_postprocess{i}", nn.Sequential(*blocks))
+
+    def forward_tokens(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Token sequences ``(B, 1 + h*w, C)`` after each hooked block."""
+        model = self.model
+        grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        pos_embed = resize_pos_embed(model.pos_embed, grid_h, grid_w, self.start_index)
+        x = model.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat((model.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = model.pos_drop(x + pos_embed)
+        outputs = []
+        for index, block in enumerate(model.blocks[: self.hooks[-1] + 1]):
+            x = block(x)
+            if index in self.hooks:
+                outputs.append(x)
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """The four reassembled feature maps (upstream's ``forward_vit``)."""
+        grid = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
+        layers = []
+        for i, tokens in enumerate(self.forward_tokens(x), start=1):
+            post = getattr(self, f"act_postprocess{i}")
+            t = post[1](post[0](tokens)).unflatten(2, grid)
+            layers.append(post[3:](t))
+        return layers
+
+
+def check_image_size(height: int, width: int, patch_size: int) -> None:
+    from lang_seg.errors import LangSegError
+
+    if height % patch_size or width % patch_size or height <= 0 or width <= 0:
+        raise LangSegError(
+            f"image size {height}x{width} is not a multiple of the patch size {patch_size}: "
+            f"resize or pad it to e.g. {max(patch_size, round(height / patch_size) * patch_size)}x"
+            f"{max(patch_size, round(width / patch_size) * patch_size)}"
+        )
+
+
+__all__: Sequence[str] = ["VitBackbone", "resize_pos_embed", "check_image_size", "make_timm_vit"]

@@ -1,0 +1,100 @@
+"""CLIP text tower (MindSpore port of ``modules/models/clip_text.py``).
+
+Same parameter names as OpenAI CLIP's text tower; renames are LayerNorm
+``gamma/beta`` and the embedding table.
+"""
+from __future__ import annotations
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from lang_seg.config import TextConfig
+
+
+def layer_norm(width: int) -> nn.LayerNorm:
+    return nn.LayerNorm((width,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=1e-5)
+
+
+class QuickGELU(nn.Cell):
+    def construct(self, x):
+        return x * ops.sigmoid(1.702 * x)
+
+
+class MultiheadAttention(nn.Cell):
+    """torch.nn.MultiheadAttention's packed projections, batch-first, with an additive mask."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = width // heads
+        self.scale = self.head_dim ** -0.5
+        self.in_proj_weight = Parameter(Tensor(np.zeros((3 * width, width), np.float32)), name="in_proj_weight")
+        self.in_proj_bias = Parameter(Tensor(np.zeros((3 * width,), np.float32)), name="in_proj_bias")
+        self.out_proj = nn.Dense(width, width, has_bias=True)
+
+    def construct(self, x, mask):
+        b, n, c = x.shape
+        qkv = ops.matmul(x, self.in_proj_weight.T) + self.in_proj_bias
+        qkv = qkv.reshape(b, n, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ops.softmax(ops.matmul(q * self.scale, k.swapaxes(-2, -1)) + mask, axis=-1)
+        x = ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
+        return self.out_proj(x)
+
+
+class Mlp(nn.Cell):
+    def __init__(self, width: int):
+        super().__init__()
+        self.c_fc = nn.Dense(width, width * 4, has_bias=True)
+        self.gelu = QuickGELU()
+        self.c_proj = nn.Dense(width * 4, width, has_bias=True)
+
+    def construct(self, x):
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ResidualAttentionBlock(nn.Cell):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.attn = MultiheadAttention(width, heads)
+        self.ln_1 = layer_norm(width)
+        self.mlp = Mlp(width)
+        self.ln_2 = layer_norm(width)
+
+    def construct(self, x, mask):
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Cell):
+    def __init__(self, width: int, layers: int, heads: int):
+        super().__init__()
+        self.resblocks = nn.CellList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+
+    def construct(self, x, mask):
+        for block in self.resblocks:
+            x = block(x, mask)
+        return x
+
+
+class ClipTextEncoder(nn.Cell):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.context_length = config.context_length
+        self.transformer = Transformer(config.width, config.layers, config.heads)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.positional_embedding = Parameter(
+            Tensor(np.zeros((config.context_length, config.width), np.float32)), name="positional_embedding"
+        )
+        self.ln_final = layer_norm(config.width)
+        self.text_projection = Parameter(
+            Tensor(np.zeros((config.width, config.embed_dim), np.float32)), name="text_projection"
+        )
+        self.mask = Tensor(np.triu(np.full((config.context_length,) * 2, -np.inf, np.float32), 1))
+
+    def construct(self, tokens, eot_index):
+        """``tokens (L, context) int32``, ``eot_index (L,) int32`` -> ``(L, embed_dim)``."""
+        x = self.token_embedding(tokens) + self.positional_embedding
+        x = self.ln_final(self.transformer(x, self.mask))
+        x = ops.gather_d(x, 1, ops.broadcast_to(eot_index.reshape(-1, 1, 1), (x.shape[0], 1, x.shape[2])))
+        return ops.matmul(x.squeeze(1), self.text_projection)

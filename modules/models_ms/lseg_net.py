@@ -1,0 +1,80 @@
+"""LSegNet (MindSpore port of ``modules/models/lseg_net.py``), graph-compilable.
+
+``construct(x, text_features)`` is the whole image path; text features come
+from ``clip_pretrained`` once per label set.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from lang_seg.config import LOGIT_SCALE, NetOptions
+
+from .clip_text import ClipTextEncoder
+from .lseg_blocks import (
+    FeatureFusionBlock_custom,
+    Interpolate,
+    Scratch,
+    bottleneck_block,
+    depthwise_block,
+)
+from .lseg_vit import VitBackbone
+
+
+class LSegNet(nn.Cell):
+    def __init__(self, options: NetOptions = NetOptions()):
+        super().__init__()
+        self.options = options
+        config = options.config
+        self.out_c = config.text.embed_dim
+        self.arch_option = options.arch_option
+        self.block_depth = options.block_depth
+        self.half_logits = options.half_logits
+        self.logit_scale = LOGIT_SCALE
+
+        self.clip_pretrained = ClipTextEncoder(config.text)
+        self.pretrained = VitBackbone(config, readout=options.readout)
+        self.scratch = Scratch(config.reassemble_features, options.features)
+        self.scratch.refinenet1 = FeatureFusionBlock_custom(options.features, options.use_bn)
+        self.scratch.refinenet2 = FeatureFusionBlock_custom(options.features, options.use_bn)
+        self.scratch.refinenet3 = FeatureFusionBlock_custom(options.features, options.use_bn)
+        self.scratch.refinenet4 = FeatureFusionBlock_custom(options.features, options.use_bn)
+        self.scratch.head1 = nn.Conv2d(options.features, self.out_c, 1, pad_mode="valid", has_bias=True)
+        if options.arch_option == 1:
+            self.scratch.head_block = bottleneck_block(activation=options.activation)
+        elif options.arch_option == 2:
+            self.scratch.head_block = depthwise_block(activation=options.activation)
+        self.scratch.output_conv = nn.SequentialCell([Interpolate()])
+
+    def cosine_logits(self, image_features, text_features):
+        n, _, h, w = image_features.shape
+        image = image_features.transpose(0, 2, 3, 1).reshape(-1, self.out_c)
+        image = image / ops.norm(image, dim=-1, keepdim=True)
+        text = text_features / ops.norm(text_features, dim=-1, keepdim=True)
+        if self.half_logits:
+            logits = ops.matmul((self.logit_scale * image).astype(ms.float16), text.astype(ms.float16).T)
+            logits = logits.astype(ms.float32)
+        else:
+            logits = ops.matmul(self.logit_scale * image, text.T)
+        return logits.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+    def forward_stages(self, x, text_features):
+        """All intermediates, in ``modules.models.lseg_net.STAGES`` order."""
+        s = self.scratch
+        layer_1, layer_2, layer_3, layer_4 = self.pretrained(x)
+        path_4 = s.refinenet4.first(s.layer4_rn(layer_4))
+        path_3 = s.refinenet3(path_4, s.layer3_rn(layer_3))
+        path_2 = s.refinenet2(path_3, s.layer2_rn(layer_2))
+        path_1 = s.refinenet1(path_2, s.layer1_rn(layer_1))
+        image_features = s.head1(path_1)
+        logits = self.cosine_logits(image_features, text_features)
+        out = logits
+        if self.arch_option != 0:
+            for _ in range(self.block_depth - 1):
+                out = s.head_block(out)
+            out = s.head_block(out, False)
+        out = s.output_conv(out)
+        return (layer_1, layer_2, layer_3, layer_4, path_4, path_3, path_2, path_1, image_features, logits, out)
+
+    def construct(self, x, text_features):
+        return self.forward_stages(x, text_features)[-1]
