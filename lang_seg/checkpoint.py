@@ -12,7 +12,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -131,18 +131,15 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
     )
 
 
-def split_unused(state: Dict[str, np.ndarray]):
-    """(used, unused): ``unused`` holds the keys upstream stores but LSeg never reads."""
-    used = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
-    unused = {k: v for k, v in state.items() if k.startswith(UNUSED_PREFIXES)}
-    return used, unused
+def match_state(expected: Dict[str, tuple], state: Dict[str, np.ndarray], what: str = "checkpoint",
+                extra_ok: Callable[[str], bool] = lambda key: key.startswith(UNUSED_PREFIXES)) -> List[str]:
+    """Strict key and shape check of ``state`` against ``{name: shape}``.
 
-
-def match_state(expected: Dict[str, tuple], state: Dict[str, np.ndarray], what: str = "checkpoint") -> List[str]:
-    """Strict key and shape check of ``state`` against ``{name: shape}``; returns the unused keys."""
-    used, unused = split_unused(state)
-    missing = [k for k in expected if k not in used]
-    unexpected = [k for k in used if k not in expected]
+    Keys for which ``extra_ok`` holds may be present without being expected;
+    returns them sorted. Anything else missing, unexpected or misshapen is an error.
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and not extra_ok(k)]
     if missing or unexpected:
         parts = []
         if missing:
@@ -153,12 +150,12 @@ def match_state(expected: Dict[str, tuple], state: Dict[str, np.ndarray], what: 
             f"{what} does not fit the network: {', '.join(parts)}; is it for another backbone or options?"
         )
     for key, shape in expected.items():
-        if tuple(used[key].shape) != tuple(shape):
+        if tuple(state[key].shape) != tuple(shape):
             raise LangSegError(
-                f"{what} does not fit the network: {key} has shape {tuple(used[key].shape)}, "
+                f"{what} does not fit the network: {key} has shape {tuple(state[key].shape)}, "
                 f"expected {tuple(shape)}; is it for another backbone or features size?"
             )
-    return sorted(unused)
+    return sorted(k for k in state if k not in expected)
 
 
 def atomic_save(write, path, suffix: str = ".tmp") -> None:
@@ -181,7 +178,7 @@ def save_checkpoint(path, state: Dict[str, np.ndarray], options: NetOptions, ext
     import torch
 
     payload = dict(extra or {})
-    payload["state_dict"] = {NET_PREFIX + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    payload["state_dict"] = {NET_PREFIX + k: torch.from_numpy(np.asarray(v, order="C")) for k, v in state.items()}
     hparams = dict(payload.get("hyper_parameters") or {})
     hparams.update(options.to_dict())
     payload["hyper_parameters"] = hparams

@@ -18,7 +18,16 @@ from typing import Dict, Iterable, Tuple
 
 import numpy as np
 
-from .checkpoint import UNUSED_PREFIXES, Checkpoint, atomic_save, infer_options, is_torch_file, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    UNUSED_PREFIXES,
+    Checkpoint,
+    atomic_save,
+    infer_options,
+    is_torch_file,
+    match_state,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import NetOptions
 from .errors import LangSegError
 
@@ -31,6 +40,7 @@ _MS_SUFFIX_TO_TORCH = {
 }
 TORCH_ONLY_PREFIX = "torch_only."
 OPTIONS_KEY = "lang_seg_options"
+SCALARS_KEY = "lang_seg_scalars"
 
 
 def ms_to_torch_name(name: str) -> str:
@@ -53,32 +63,11 @@ def is_torch_only(name: str, options: NetOptions) -> bool:
 
 def torch_to_ms(state: Dict[str, np.ndarray], ms_names: Iterable[Tuple[str, tuple]], options: NetOptions, what="checkpoint"):
     """(ms_state, torch_only): every MindSpore parameter filled, every torch tensor accounted for."""
-    ms_state = {}
-    missing = []
-    used = set()
-    for name, shape in ms_names:
-        key = ms_to_torch_name(name)
-        if key not in state:
-            missing.append(key)
-            continue
-        value = np.asarray(state[key])
-        if tuple(value.shape) != tuple(shape):
-            raise LangSegError(
-                f"{what} does not fit the network: {key} has shape {tuple(value.shape)}, expected {tuple(shape)}; "
-                "is it for another backbone or features size?"
-            )
-        ms_state[name] = value
-        used.add(key)
-    leftover = [k for k in state if k not in used]
-    unmapped = [k for k in leftover if not is_torch_only(k, options)]
-    if missing or unmapped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} MindSpore parameters without a torch tensor (first: {missing[0]})")
-        if unmapped:
-            parts.append(f"{len(unmapped)} torch tensors without a MindSpore parameter (first: {unmapped[0]})")
-        raise LangSegError(f"{what} does not fit the network: {'; '.join(parts)}; is it for another backbone or options?")
-    return ms_state, {k: state[k] for k in leftover}
+    ms_names = list(ms_names)
+    expected = {ms_to_torch_name(name): shape for name, shape in ms_names}
+    extra = match_state(expected, state, what, extra_ok=lambda key: is_torch_only(key, options))
+    ms_state = {name: np.asarray(state[ms_to_torch_name(name)]) for name, _ in ms_names}
+    return ms_state, {k: state[k] for k in extra}
 
 
 def ms_to_torch(ms_state: Dict[str, np.ndarray], torch_only: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -94,9 +83,11 @@ def ms_to_torch(ms_state: Dict[str, np.ndarray], torch_only: Dict[str, np.ndarra
 def write_mindspore_checkpoint(path, ms_state: Dict[str, np.ndarray], torch_only: Dict[str, np.ndarray], options: NetOptions) -> None:
     import mindspore as ms
 
-    entries = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in ms_state.items()]
-    entries += [{"name": TORCH_ONLY_PREFIX + k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in torch_only.items()]
-    append = {OPTIONS_KEY: json.dumps(options.to_dict())}
+    entries = [{"name": k, "data": ms.Tensor(np.asarray(v, order="C"))} for k, v in ms_state.items()]
+    entries += [{"name": TORCH_ONLY_PREFIX + k, "data": ms.Tensor(np.asarray(v, order="C"))} for k, v in torch_only.items()]
+    # MindSpore stores 0-d tensors as shape (1,): remember which were scalars
+    scalars = [k for k, v in {**ms_state, **{TORCH_ONLY_PREFIX + k: v for k, v in torch_only.items()}}.items() if np.ndim(v) == 0]
+    append = {OPTIONS_KEY: json.dumps(options.to_dict()), SCALARS_KEY: json.dumps(scalars)}
     atomic_save(lambda tmp: ms.save_checkpoint(entries, tmp, append_dict=append), path, suffix=".ckpt")
 
 
@@ -109,15 +100,17 @@ def read_mindspore_checkpoint(path) -> Checkpoint:
         raise LangSegError(
             f"checkpoint {path} is neither a torch file nor a readable MindSpore checkpoint ({type(exc).__name__})"
         ) from None
-    hparams = {}
+    hparams = json.loads(str(params.pop(OPTIONS_KEY, "{}")))
+    scalars = set(json.loads(str(params.pop(SCALARS_KEY, "[]"))))
     ms_state, torch_only = {}, {}
     for name, value in params.items():
-        if name == OPTIONS_KEY:
-            hparams = json.loads(value if isinstance(value, str) else str(value))
-        elif name.startswith(TORCH_ONLY_PREFIX):
-            torch_only[name[len(TORCH_ONLY_PREFIX):]] = value.asnumpy()
+        array = value.asnumpy()
+        if name in scalars:
+            array = array.reshape(())
+        if name.startswith(TORCH_ONLY_PREFIX):
+            torch_only[name[len(TORCH_ONLY_PREFIX):]] = array
         else:
-            ms_state[name] = value.asnumpy()
+            ms_state[name] = array
     return Checkpoint(ms_to_torch(ms_state, torch_only), hparams, str(path))
 
 

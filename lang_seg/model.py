@@ -26,7 +26,7 @@ def check_images(images, patch_size: int) -> np.ndarray:
     from modules.models.lseg_vit import check_image_size
 
     check_image_size(images.shape[2], images.shape[3], patch_size)
-    return np.ascontiguousarray(images)
+    return np.asarray(images, order="C")
 
 
 class SegModel:

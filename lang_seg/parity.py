@@ -3,19 +3,21 @@
 Each check yields rows ``(name, max_abs, rel, tol, ok)``; tolerances:
 - forward stages: max |a - b| <= 1e-4 * std(torch tensor) (fp32);
 - argmax label maps: agreement >= 99.9 % of pixels;
-- gradients: ||g_ms - g_torch|| / ||g_torch|| <= 1e-3 per parameter tensor;
+- gradients: ||g_ms - g_torch|| / ||g_torch|| <= 1e-3 per parameter tensor, against
+  the torch reference run in float64 (see ``gradient_rows`` for the one widening);
 - BatchNorm running statistics after a training step: same relative bound.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 STAGE_TOL = 1e-4
 ARGMAX_MIN_AGREEMENT = 0.999
 GRAD_TOL = 1e-3
+GRAD_TOL_CAP = 1e-2
 
 
 @dataclass
@@ -70,13 +72,26 @@ def forward_rows(torch_model, ms_model, images: np.ndarray, labels: Sequence[str
     return rows
 
 
-def gradient_rows(torch_grads: Dict[str, np.ndarray], ms_grads: Dict[str, np.ndarray]) -> List[Row]:
+def gradient_rows(reference: Dict[str, np.ndarray], ms_grads: Dict[str, np.ndarray],
+                  torch32: Optional[Dict[str, np.ndarray]] = None) -> List[Row]:
+    """Per-tensor gradient rows against ``reference``.
+
+    With ``torch32`` (the torch reference's own fp32 gradients, ``reference`` then
+    being its float64 run) a tensor's tolerance widens to twice torch's own fp32
+    error, capped at ``GRAD_TOL_CAP``: sums that cancel almost to zero (the shared
+    bias of the last depthwise head block, whose exact gradient is ~0 because
+    softmax gradients sum to zero over labels) are rounding noise in any fp32 code.
+    """
     rows = []
-    for name in sorted(set(torch_grads) | set(ms_grads)):
-        if name not in torch_grads or name not in ms_grads:
+    for name in sorted(set(reference) | set(ms_grads)):
+        if name not in reference or name not in ms_grads:
             rows.append(Row(f"grad {name} (missing on one side)", float("inf"), float("inf"), GRAD_TOL, False))
             continue
-        rows.append(norm_row(f"grad {name}", torch_grads[name], ms_grads[name]))
+        tol = GRAD_TOL
+        if torch32 is not None and name in torch32:
+            own = norm_row(name, reference[name], torch32[name]).rel
+            tol = min(max(GRAD_TOL, 2 * own), GRAD_TOL_CAP)
+        rows.append(norm_row(f"grad {name}", reference[name], ms_grads[name], tol=tol))
     return rows
 
 
@@ -109,7 +124,7 @@ def torch_loss_and_grads(net, images: np.ndarray, target: np.ndarray, text_featu
         if p.grad is not None and name.startswith(("pretrained.", "scratch."))
     }
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    return float(loss), grads, state
+    return loss.item(), grads, state
 
 
 def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray, labels: Sequence[str]) -> List[Row]:
@@ -117,8 +132,7 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
 
     Gradients are held against the torch reference evaluated in float64: torch's
     own fp32 CPU kernels (bilinear upsampling backward above all) are off by up
-    to ~5e-3 relative there, more than the tolerance. The fp32 torch gradients
-    are reported beside them (``grad32``) with a tolerance 10x wider.
+    to ~5e-3 relative there, more than the tolerance.
     """
     import mindspore as ms
 
@@ -135,10 +149,7 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
     state_m = ms_model.state_dict()
 
     rows = [norm_row("loss", np.array([loss32]), np.array([float(loss_m)]), tol=STAGE_TOL)]
-    rows += gradient_rows(grads64, grads_m)
-    for name in sorted(grads32):
-        if name in grads_m:
-            rows.append(norm_row(f"grad32 {name}", grads32[name], grads_m[name], tol=10 * GRAD_TOL))
+    rows += gradient_rows(grads64, grads_m, torch32=grads32)
     for name in sorted(k for k in state32 if k.endswith(("running_mean", "running_var"))):
         rows.append(norm_row(f"bn {name}", state32[name], state_m[name]))
     return rows

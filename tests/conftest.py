@@ -1,5 +1,10 @@
 import json
+import os
 import warnings
+
+# Tests never touch the network: pretrained-weight loaders fail at once instead.
+os.environ["LANGSEG_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lang_seg
-from lang_seg import LangSegError, NetOptions
+from lang_seg import BACKBONES, LangSegError, NetOptions
 from lang_seg.checkpoint import UNUSED_PREFIXES
 from modules.models.lseg_net import LSegNet, STAGES
 
@@ -128,7 +128,13 @@ def test_bad_input_errors(call, message):
 
 
 def test_pretrained_offline_fails_with_clear_message(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from lang_seg.weights import load_clip_text_pretrained, load_timm_pretrained
+    from modules.models.clip_text import ClipTextEncoder
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("LANGSEG_CLIP_CACHE", str(tmp_path))
     with pytest.raises(LangSegError, match="vit_base_patch32_384.*place the Hugging Face repo"):
-        lang_seg.load_model(None, backbone="clip_vitb32_384", pretrained=True)
+        load_timm_pretrained("vit_base_patch32_384")
+    text = ClipTextEncoder(BACKBONES["clip_vitb32_384"].text)
+    with pytest.raises(LangSegError, match=f"place ViT-B-32.pt at {tmp_path}/ViT-B-32.pt"):
+        load_clip_text_pretrained(text, "ViT-B/32")

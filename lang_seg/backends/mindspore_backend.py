@@ -17,6 +17,7 @@ from ..errors import LangSegError
 from ..model import SegModel
 
 _DEVICE: Dict[str, object] = {}
+TEXT_CHUNK = 16
 
 
 def parse_device(device: str) -> Tuple[str, int]:
@@ -101,7 +102,7 @@ def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
 
     for name, param in named_parameters(net):
         value = ms_state[name]
-        param.set_data(ms.Tensor(np.ascontiguousarray(value, dtype=value.dtype)))
+        param.set_data(ms.Tensor(np.asarray(value, order="C")))
 
 
 def text_inputs(labels: List[str], context_length: int):
@@ -158,10 +159,22 @@ class MindSporeModel(SegModel):
         return ms_to_torch(self.ms_state(), self.torch_only)
 
     def _encode_text(self, labels: List[str]):
+        """Text features in fixed chunks of ``TEXT_CHUNK`` labels: one compiled shape for any label
+        count, and bounded memory (MindSpore's CPU graphs keep every intermediate alive:
+        150 ADE20K labels in one call took 13 GB)."""
         import mindspore as ms
+        from mindspore import ops
 
         tokens, eot = text_inputs(labels, self.net.clip_pretrained.context_length)
-        return self._compiled_text(ms.Tensor(tokens), ms.Tensor(eot))
+        pad = (-len(labels)) % TEXT_CHUNK
+        if pad:  # repeat the last label; its rows are dropped below
+            tokens = np.concatenate([tokens, np.repeat(tokens[-1:], pad, axis=0)])
+            eot = np.concatenate([eot, np.repeat(eot[-1:], pad, axis=0)])
+        chunks = [
+            self._compiled_text(ms.Tensor(tokens[i:i + TEXT_CHUNK]), ms.Tensor(eot[i:i + TEXT_CHUNK]))
+            for i in range(0, len(tokens), TEXT_CHUNK)
+        ]
+        return ops.cat(chunks)[: len(labels)] if len(chunks) > 1 else chunks[0][: len(labels)]
 
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
         import mindspore as ms

@@ -70,9 +70,10 @@ class LSegNet(nn.Module):
         image = image / image.norm(dim=-1, keepdim=True)
         text = text_features / text_features.norm(dim=-1, keepdim=True)
         if self.options.half_logits:
-            image, text = image.half(), text.half()
-        logits = (self.logit_scale * image) @ text.t()
-        return logits.float().view(n, h, w, -1).permute(0, 3, 1, 2)
+            logits = ((self.logit_scale * image.half()) @ text.half().t()).float()
+        else:
+            logits = (self.logit_scale * image) @ text.t()
+        return logits.view(n, h, w, -1).permute(0, 3, 1, 2)
 
     def forward_stages(self, x: torch.Tensor, text_features: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Every intermediate the parity checks compare, by name (see ``STAGES``)."""

@@ -34,7 +34,7 @@ class MultiheadAttention(nn.Cell):
 
     def construct(self, x, mask):
         b, n, c = x.shape
-        qkv = ops.matmul(x, self.in_proj_weight.T) + self.in_proj_bias
+        qkv = ops.dense(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.reshape(b, n, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = ops.softmax(ops.matmul(q * self.scale, k.swapaxes(-2, -1)) + mask, axis=-1)

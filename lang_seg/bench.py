@@ -1,0 +1,180 @@
+"""Benchmark both backends on the same inputs: medians, MindSpore/torch ratios, peak memory.
+
+    python -m lang_seg.bench                       # clip_vitb32_384, 384x384, batch 1, 150 labels
+    python -m lang_seg.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
+
+Each backend runs in its own subprocess (same seed, same weights and inputs), so
+that peak memory is its own and neither framework's thread or oneDNN settings
+leak into the other's timings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "forward+backward")
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict[str, float]:
+    start = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(times), "min_s": min(times), "warmup_s": first, "repeats": repeats}
+
+
+def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int, warmup: int) -> dict:
+    import torch
+
+    from .labels import ade20k_labels
+
+    torch.manual_seed(0)
+    rng = np.random.RandomState(0)
+    images = rng.randn(batch, 3, size, size).astype(np.float32)
+    target = rng.randint(-1, n_labels, (batch, size, size))
+    labels = ade20k_labels()[:n_labels]
+
+    from .backends.torch_backend import TorchModel
+    from .config import NetOptions
+
+    options = NetOptions(backbone)
+    results: Dict[str, dict] = {}
+    if backend == "torch":
+        model = TorchModel(options)
+        net = model.net
+
+        def encode():
+            with torch.no_grad():
+                return net.encode_text(labels)
+
+        text = model.text_features(labels)
+        x = torch.from_numpy(images)
+        y = torch.from_numpy(target)
+
+        def forward():
+            with torch.no_grad():
+                net.eval()
+                return net(x, text).numpy()
+
+        def train_step():
+            net.train()
+            net.zero_grad(set_to_none=True)
+            out = net(x, text)
+            loss = torch.nn.functional.cross_entropy(out, y, ignore_index=-1)
+            loss.backward()
+            return loss.item()
+
+        results["threads"] = torch.get_num_threads()
+    else:
+        import mindspore as ms
+
+        from .backends.mindspore_backend import MindSporeModel
+        from .backends.mindspore_train import LossAndGrad
+
+        model = MindSporeModel(options)
+
+        def encode():
+            return model._encode_text(labels).asnumpy()
+
+        text = model.text_features(labels)
+        step = LossAndGrad(model.net, mode=model.mode)
+        x = ms.Tensor.from_numpy(images)
+        y = ms.Tensor(target.astype(np.int32))
+
+        def forward():
+            model.net.set_train(False)
+            return model._compiled_forward(x, text).asnumpy()
+
+        def train_step():
+            loss, _, grads = step(x, y, text)
+            return float(loss)
+
+        results["mode"] = model.mode
+
+    results[ROWS[0]] = _median_seconds(encode, repeats, warmup)
+    results[ROWS[1]] = _median_seconds(lambda: model.text_features(labels), repeats, 1)
+    results[ROWS[2]] = _median_seconds(forward, repeats, warmup)
+    results[ROWS[3]] = _median_seconds(train_step, repeats, warmup)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+
+
+def format_table(res: dict) -> str:
+    lines = [
+        f"backbone {res['backbone']}, {res['size']}x{res['size']}, batch {res['batch']}, {res['labels']} labels, "
+        f"median of {res['repeats']} after {res['warmup']} warm-up; {res['machine']}",
+        f"{'row':<38} {'torch':>10} {'mindspore':>10} {'ms/torch':>9}",
+    ]
+    t, m = res["torch"], res["mindspore"]
+    for row in ROWS:
+        a, b = t[row]["median_s"], m[row]["median_s"]
+        ratio = b / a if a > 0 else float("nan")
+        lines.append(f"{row:<38} {a * 1000:>8.1f}ms {b * 1000:>8.1f}ms {ratio:>9.2f}")
+    lines.append(f"{'peak memory (RSS)':<38} {t['peak_rss_mb']:>8.0f}MB {m['peak_rss_mb']:>8.0f}MB "
+                 f"{m['peak_rss_mb'] / t['peak_rss_mb']:>9.2f}")
+    lines.append(f"{'first call (compile) forward+backward':<38} {t[ROWS[3]]['warmup_s']:>9.1f}s {m[ROWS[3]]['warmup_s']:>9.1f}s")
+    return "\n".join(lines)
+
+
+def main(argv: List[str] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="clip_vitb32_384")
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--labels", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--worker", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    config = dict(backbone=args.backbone, size=args.size, batch=args.batch, n_labels=args.labels,
+                  repeats=args.repeats, warmup=args.warmup)
+    if args.worker:
+        print("BENCH " + json.dumps(run_worker(args.worker, **config)))
+        return 0
+    result = dict(backbone=args.backbone, size=args.size, batch=args.batch, labels=args.labels,
+                  repeats=args.repeats, warmup=args.warmup, machine=machine())
+    for backend in ("torch", "mindspore"):
+        cmd = [sys.executable, "-m", "lang_seg.bench", "--worker", backend] + [
+            a for k, v in vars(args).items() if k not in ("worker", "json") for a in (f"--{k}", str(v))
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"error: {backend} benchmark failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        result[backend] = json.loads(line[len("BENCH "):])
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
