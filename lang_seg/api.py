@@ -18,6 +18,8 @@ def load_model(
     backbone: Optional[str] = None,
     device: str = "cpu",
     pretrained: bool = False,
+    seed: Optional[int] = None,
+    ms_mode: Optional[str] = None,
     **options,
 ) -> SegModel:
     """Build LSeg on ``backend`` from a checkpoint, or with random weights.
@@ -29,6 +31,11 @@ def load_model(
     device: 'cpu', 'cuda'/'gpu' or 'gpu:N'.
     pretrained: with ``weights=None``, start from CLIP and timm's pretrained
         weights (downloads them, or reads their caches).
+    seed: with ``weights=None``, seed torch's generator before the random
+        initialisation; both backends initialise through the torch reference, so
+        the same seed gives the same weights on either.
+    ms_mode: MindSpore execution, 'graph' (compiled, the default) or 'eager'
+        (debugging); the environment variable LANGSEG_MS_MODE sets the default.
     options: other network options (features, readout, use_bn, arch_option,
         block_depth, activation, half_logits), overriding the checkpoint's.
     """
@@ -45,6 +52,10 @@ def load_model(
             raise LangSegError("pass backbone=... when weights=None (random initialisation), e.g. 'clip_vitb32_384'")
         net_options = NetOptions(backbone=backbone, **options)
         state = None
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)
     else:
         ckpt = read_checkpoint(weights)
         net_options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=backbone, **options)
@@ -58,7 +69,7 @@ def load_model(
     else:
         from .backends.mindspore_backend import MindSporeModel
 
-        model = MindSporeModel(net_options, device, state=state, pretrained=pretrained, what=what)
+        model = MindSporeModel(net_options, device, state=state, pretrained=pretrained, what=what, mode=ms_mode)
     if model.unused_keys:
         warnings.warn(
             f"{len(model.unused_keys)} checkpoint tensors are not used by LSeg and were skipped "

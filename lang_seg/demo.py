@@ -89,7 +89,7 @@ def run(args) -> int:
     backbone = args.backbone or (None if args.weights else "tiny_vitb32")
     results = {}
     for backend in ("torch", "mindspore"):
-        model = load_model(args.weights, backend=backend, backbone=backbone)
+        model = load_model(args.weights, backend=backend, backbone=backbone, seed=0)
         size = args.size or model.options.config.vit.img_size
         x = prepare(rgb, model.patch_size, size)
         start = time.perf_counter()
@@ -113,8 +113,8 @@ def run(args) -> int:
     panels = [small]
     for backend, (label_map, _) in results.items():
         save_palette_png(label_map, out / f"labels_{backend}.png")
-        panels.append(imgviz.label2rgb(label_map, imgviz.rgb2gray(small), label_names=labels, loc="rb"))
-    Image.fromarray(imgviz.tile(panels, shape=(1, len(panels)), border=(255, 255, 255))).save(out / "demo.png")
+        panels.append(imgviz.label2rgb(label_map, imgviz.rgb2gray(small), label_names=labels, loc="rb", font_size=max(10, label_map.shape[0] // 16)))
+    Image.fromarray(imgviz.tile(panels, row=1, col=len(panels), border=(255, 255, 255))).save(out / "demo.png")
     print(f"wrote {out / 'demo.png'}, {out / 'labels_torch.png'}, {out / 'labels_mindspore.png'}")
     return 0 if agreement >= 0.999 else 1
 

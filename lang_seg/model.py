@@ -10,6 +10,15 @@ from .errors import LangSegError
 from .labels import check_labels
 
 
+def check_image_size(height: int, width: int, patch_size: int) -> None:
+    if height <= 0 or width <= 0 or height % patch_size or width % patch_size:
+        fit = [max(patch_size, round(side / patch_size) * patch_size) for side in (height, width)]
+        raise LangSegError(
+            f"image size {height}x{width} is not a multiple of the patch size {patch_size}: "
+            f"resize or pad it to e.g. {fit[0]}x{fit[1]}"
+        )
+
+
 def check_images(images, patch_size: int) -> np.ndarray:
     """``(N, 3, H, W)`` float32 normalised images, sides multiples of ``patch_size``."""
     if not isinstance(images, np.ndarray):
@@ -23,8 +32,6 @@ def check_images(images, patch_size: int) -> np.ndarray:
             f"images must be float32 normalised with mean = std = 0.5 (got {images.dtype}): "
             "use (x / 255 - 0.5) / 0.5"
         )
-    from modules.models.lseg_vit import check_image_size
-
     check_image_size(images.shape[2], images.shape[3], patch_size)
     return np.asarray(images, order="C")
 

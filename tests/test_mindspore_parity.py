@@ -117,6 +117,9 @@ def test_load_model_from_mindspore_checkpoint_gives_same_logits(tmp_path):
 def test_eager_mode_matches_graph_mode():
     _, graph_model, state = pair("tiny_vitl16")
     eager = MindSporeModel(graph_model.options, state=state, mode="eager")
+    assert lang_seg.load_model(None, backbone="tiny_vitl16", backend="mindspore", ms_mode="eager").mode == "eager"
+    with pytest.raises(LangSegError, match="unknown MindSpore mode"):
+        lang_seg.load_model(None, backbone="tiny_vitl16", backend="mindspore", ms_mode="fast")
     x = images((1, 3, 64, 64))
     np.testing.assert_allclose(eager.logits(x, LABELS), graph_model.logits(x, LABELS), atol=1e-5)
 

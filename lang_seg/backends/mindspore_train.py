@@ -6,7 +6,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..convert import ms_to_torch_name
-from .mindspore_backend import named_parameters
+from .mindspore_backend import compiler, named_parameters
 
 IGNORE_INDEX = -1
 # upstream's optimizer holds these; the CLIP text tower stays frozen
@@ -49,7 +49,7 @@ class LossAndGrad:
             return ops.cross_entropy(out, target, ignore_index=IGNORE_INDEX), out
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
-        self._fn = ms.jit(grad_fn) if mode == "graph" else grad_fn
+        self._fn = compiler(mode)(grad_fn)
 
     def __call__(self, images, target, text_features):
         self.net.set_train(True)

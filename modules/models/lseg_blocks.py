@@ -105,13 +105,8 @@ class depthwise_block(nn.Module):
         return self.activation(x) if act else x
 
 
-class bottleneck_block(nn.Module):
+class bottleneck_block(depthwise_block):
     """``arch_option=1`` spatial block: depthwise conv plus the per-pixel max over labels."""
-
-    def __init__(self, activation: str = "relu"):
-        super().__init__()
-        self.depthwise = depthwise_conv(kernel_size=3, stride=1, padding=1)
-        self.activation = make_activation(activation)
 
     def forward(self, x, act: bool = True):
         sum_layer = x.max(dim=1, keepdim=True)[0]

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from lang_seg.config import LOGIT_SCALE, NetOptions
 from lang_seg.labels import tokenize
+from lang_seg.model import check_image_size
 
 from .clip_text import ClipTextEncoder
 from .lseg_blocks import (
@@ -22,7 +23,7 @@ from .lseg_blocks import (
     make_fusion_block,
     make_scratch,
 )
-from .lseg_vit import VitBackbone, check_image_size
+from .lseg_vit import VitBackbone
 
 
 STAGES = (

@@ -8,7 +8,7 @@ captured by global forward hooks.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -158,17 +158,3 @@ class VitBackbone(nn.Module):
             t = post[1](post[0](tokens)).unflatten(2, grid)
             layers.append(post[3:](t))
         return layers
-
-
-def check_image_size(height: int, width: int, patch_size: int) -> None:
-    from lang_seg.errors import LangSegError
-
-    if height % patch_size or width % patch_size or height <= 0 or width <= 0:
-        raise LangSegError(
-            f"image size {height}x{width} is not a multiple of the patch size {patch_size}: "
-            f"resize or pad it to e.g. {max(patch_size, round(height / patch_size) * patch_size)}x"
-            f"{max(patch_size, round(width / patch_size) * patch_size)}"
-        )
-
-
-__all__: Sequence[str] = ["VitBackbone", "resize_pos_embed", "check_image_size", "make_timm_vit"]

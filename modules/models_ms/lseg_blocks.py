@@ -88,6 +88,8 @@ class depthwise_conv(nn.Cell):
 
 
 class depthwise_block(nn.Cell):
+    """``arch_option=2`` spatial block on the logits."""
+
     def __init__(self, activation: str = "relu"):
         super().__init__()
         self.depthwise = depthwise_conv()
@@ -100,11 +102,8 @@ class depthwise_block(nn.Cell):
         return x
 
 
-class bottleneck_block(nn.Cell):
-    def __init__(self, activation: str = "relu"):
-        super().__init__()
-        self.depthwise = depthwise_conv()
-        self.activation = make_activation(activation)
+class bottleneck_block(depthwise_block):
+    """``arch_option=1``: depthwise conv plus the per-pixel max over labels."""
 
     def construct(self, x, act: bool = True):
         x = self.depthwise(x) + x.max(axis=1, keepdims=True)

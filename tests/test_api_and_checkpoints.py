@@ -1,0 +1,96 @@
+"""load_model's contract, checkpoint reading and errors, the demo command."""
+import numpy as np
+import pytest
+
+import lang_seg
+from lang_seg import LangSegError, NetOptions
+from lang_seg.checkpoint import infer_options, read_checkpoint, save_checkpoint
+from lang_seg.demo import main as demo_main
+
+from .helpers import LABELS, images
+
+
+def test_seed_gives_identical_weights_on_both_backends():
+    a = lang_seg.load_model(None, backbone="tiny_vitl16", seed=7)
+    b = lang_seg.load_model(None, backbone="tiny_vitl16", backend="mindspore", seed=7)
+    c = lang_seg.load_model(None, backbone="tiny_vitl16", seed=8)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert set(sa) == set(sb)
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa)
+    assert not np.array_equal(sa["scratch.head1.weight"], sc["scratch.head1.weight"])
+
+
+def test_project_checkpoint_round_trip_keeps_options(tmp_path):
+    model = lang_seg.load_model(None, backbone="tiny_vitl16", arch_option=2, block_depth=2, activation="tanh",
+                                readout="add", features=8, seed=0)
+    save_checkpoint(tmp_path / "m.ckpt", model.state_dict(), model.options)
+    ckpt = read_checkpoint(tmp_path / "m.ckpt")
+    assert ckpt.hyper_parameters["arch_option"] == 2 and ckpt.hyper_parameters["readout"] == "add"
+    again = lang_seg.load_model(str(tmp_path / "m.ckpt"))
+    assert again.options == model.options
+    x = images((1, 3, 64, 64))
+    np.testing.assert_array_equal(again.logits(x, LABELS), model.logits(x, LABELS))
+    assert not list(tmp_path.glob(".*"))  # the temporary file was renamed away
+
+
+def test_options_priority_explicit_then_hparams_then_shapes(upstream_fixture):
+    path, _, _ = upstream_fixture("tiny_vitb32")
+    state = read_checkpoint(path).state
+    assert infer_options(state).readout == "project"  # from the weights
+    assert infer_options(state, {"num_features": 16, "activation": "tanh"}).activation == "tanh"
+    assert infer_options(state, {"activation": "tanh"}, activation="relu").activation == "relu"
+    assert infer_options(state).backbone == "tiny_vitb32"
+
+
+def test_spatial_head_without_options_asks_for_them(upstream_fixture):
+    path, _, _ = upstream_fixture("tiny_vitl16")  # trained with arch_option=1, no hyper-parameters
+    with pytest.raises(LangSegError, match="pass arch_option"):
+        lang_seg.load_model(str(path))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(weights="does/not/exist.ckpt"), "does not exist"),
+        (dict(weights=None), "pass backbone="),
+        (dict(weights=None, backbone="resnet50"), "unknown backbone 'resnet50'"),
+        (dict(weights=None, backbone="tiny_vitb32", backend="jax"), "unknown backend"),
+        (dict(weights=None, backbone="tiny_vitb32", colour="red"), "unknown option"),
+    ],
+)
+def test_load_model_errors(kwargs, message):
+    with pytest.raises(LangSegError, match=message):
+        lang_seg.load_model(**kwargs)
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "notes.ckpt"
+    bad.write_text("hello")
+    with pytest.raises(LangSegError, match="neither a torch file nor a readable MindSpore checkpoint"):
+        lang_seg.load_model(str(bad))
+    import torch
+
+    torch.save({"state_dict": {"model.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(LangSegError, match="no 'net.\\*' weights"):
+        lang_seg.load_model(str(tmp_path / "other.ckpt"))
+
+
+def test_demo_writes_both_label_maps(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo_main(["--out", str(out), "--labels", "person,dog,other"]) == 0
+    text = capsys.readouterr().out
+    assert "label maps agree on 100.000% of pixels" in text
+    for name in ("demo.png", "labels_torch.png", "labels_mindspore.png"):
+        assert (out / name).stat().st_size > 0
+    from PIL import Image
+
+    a = np.asarray(Image.open(out / "labels_torch.png"))
+    b = np.asarray(Image.open(out / "labels_mindspore.png"))
+    assert a.shape == (96, 128) and np.array_equal(a, b) and a.max() < 3
+
+
+def test_demo_bad_input_is_one_line(tmp_path, capsys):
+    assert demo_main(["--image", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: image {tmp_path / 'missing.jpg'} does not exist"
+    assert demo_main(["--labels", "cat,,dog", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
