@@ -1,0 +1,41 @@
+"""LightningDataModule for lang-seg's segmentation datasets."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+
+from . import get_dataset
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``."""
+
+    def __init__(self, data_path: str = "data/bundled", dataset: str = "ade20k", batch_size: int = 1,
+                 base_size: int = 520, crop_size: int = 480, num_workers: int = 0, blur: bool = False,
+                 seed: Optional[int] = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.trainset = self.valset = None
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        h = self.hparams
+        common = dict(base_size=h.base_size, crop_size=h.crop_size)
+        if stage in (None, "fit") and self.trainset is None:
+            self.trainset = get_dataset(h.dataset, root=h.data_path, split="train", mode="train",
+                                        blur=h.blur, seed=h.seed, **common)
+        if stage in (None, "fit", "validate") and self.valset is None:
+            self.valset = get_dataset(h.dataset, root=h.data_path, split="val", mode="val", **common)
+
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(self.hparams.seed) if self.hparams.seed is not None else None
+        return torch.utils.data.DataLoader(
+            self.trainset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True,
+            num_workers=self.hparams.num_workers, generator=generator,
+        )
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(
+            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+        )
