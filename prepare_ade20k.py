@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from lang_seg.errors import LangSegError
+from lang_seg.errors import LangSegError, cli_errors
 
 URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 SHA1 = "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"
@@ -68,16 +68,13 @@ def prepare(data_path: Path, download_dir: Path = None, sha1: str = SHA1, url: s
     return target
 
 
+@cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", default="../datasets", help="where ADEChallengeData2016/ goes")
     parser.add_argument("--download-dir", default=None, help=f"a folder that already holds {ZIP_NAME}")
     args = parser.parse_args(argv)
-    try:
-        target = prepare(Path(args.data_path), Path(args.download_dir) if args.download_dir else None)
-    except LangSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    target = prepare(Path(args.data_path), Path(args.download_dir) if args.download_dir else None)
     print(f"ADE20K ready at {target}")
     return 0
 

@@ -29,7 +29,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import NetOptions
-from .errors import LangSegError
+from .errors import LangSegError, cli_errors
 
 _MS_SUFFIX_TO_TORCH = {
     ".gamma": ".weight",
@@ -128,6 +128,7 @@ def convert_file(src, dst, **overrides) -> str:
     return "mindspore -> torch"
 
 
+@cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lang_seg.convert",
@@ -142,12 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--activation", default=None)
     parser.add_argument("--readout", default=None)
     args = parser.parse_args(argv)
-    try:
-        overrides = {k: v for k, v in vars(args).items() if k not in ("src", "dst")}
-        direction = convert_file(args.src, args.dst, **overrides)
-    except LangSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    overrides = {k: v for k, v in vars(args).items() if k not in ("src", "dst")}
+    direction = convert_file(args.src, args.dst, **overrides)
     print(f"{direction}: wrote {args.dst}")
     return 0
 

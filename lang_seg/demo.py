@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LangSegError
+from .errors import LangSegError, cli_errors
 from .labels import parse_labels
 
 DEFAULT_LABELS = "person,dog,sofa,wall,other"
@@ -63,6 +63,7 @@ def save_palette_png(label_map: np.ndarray, path) -> None:
     im.save(path)
 
 
+@cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lang_seg.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="lang-seg checkpoint (torch or MindSpore); default: random")
@@ -71,12 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", default=DEFAULT_LABELS, help="comma-separated labels, a label file, or 'default'")
     parser.add_argument("--size", type=int, default=384, help="long side in pixels")
     parser.add_argument("--out", default="outputs/demo")
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except LangSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run(parser.parse_args(argv))
 
 
 def run(args) -> int:

@@ -94,3 +94,15 @@ def test_demo_bad_input_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: image {tmp_path / 'missing.jpg'} does not exist"
     assert demo_main(["--labels", "cat,,dog", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_convert_cli_bad_input_is_one_line(tmp_path, capsys, upstream_fixture):
+    from lang_seg.convert import main as convert_main
+
+    assert convert_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out.ckpt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.ckpt does not exist" in err
+    path, _, _ = upstream_fixture("tiny_vitb32")
+    assert convert_main([str(path), str(tmp_path / "out.ckpt"), "--backbone", "tiny_vitl16"]) == 2
+    assert "does not fit the network" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing half-written
