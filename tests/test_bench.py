@@ -1,0 +1,38 @@
+"""The benchmark command runs both backends and reports every row (tiny configuration)."""
+import json
+import os
+import subprocess
+import sys
+
+from lang_seg.bench import ROWS
+
+
+def test_bench_quick_mode_reports_every_row(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "lang_seg.bench", "--backbone", "tiny_vitl16", "--size", "64", "--labels", "20",
+           "--repeats", "2", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for row in ROWS:
+        assert row in result.stdout
+    assert "peak memory (RSS)" in result.stdout
+    data = json.loads(out.read_text())
+    for backend in ("torch", "mindspore"):
+        for row in ROWS:
+            assert data[backend][row]["median_s"] >= 0 and data[backend][row]["repeats"] == 2
+        assert data[backend]["peak_rss_mb"] > 100
+    assert data["mindspore"]["mode"] == "graph"
+
+
+def test_mindspore_backend_caps_onednn_isa_unless_user_chose():
+    code = (
+        "import os, lang_seg\n"
+        "lang_seg.load_model(None, backbone='tiny_vitl16', backend='mindspore')\n"
+        "print('ISA', os.environ.get('ONEDNN_MAX_CPU_ISA'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "ISA AVX2" in r.stdout, r.stderr[-2000:]
+    env["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "ISA AVX512_CORE" in r.stdout, r.stderr[-2000:]
