@@ -1,0 +1,77 @@
+"""Upstream lang-seg's segmentation training recipe as a Lightning 2.x module.
+
+- learning rate ``base_lr / 16 * batch_size``; SGD, momentum 0.9, weight decay;
+  parameter groups: ``net.pretrained`` at the base rate, ``net.scratch`` at 10x
+  (the CLIP text tower is not optimised);
+- polynomial decay ``(1 - epoch / max_epochs) ** 0.9``, stepped once per epoch
+  as upstream's ``LambdaLR`` is;
+- cross-entropy with ``ignore_index``; pixel accuracy and mIoU through
+  torchmetrics (classes absent from both prediction and target are left out
+  of the mean), logged as ``train_loss``, ``val_loss``, ``pix_acc``, ``mIoU``.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+POLY_POWER = 0.9
+
+
+def poly_lambda(max_epochs: int):
+    """Upstream's schedule factor for epoch ``e``."""
+
+    def factor(epoch: int) -> float:
+        return pow(1.0 - epoch / max_epochs, POLY_POWER)
+
+    return factor
+
+
+class LSegmentationModule(pl.LightningModule):
+    def __init__(self, base_lr: float = 0.004, batch_size: int = 1, max_epochs: int = 200,
+                 weight_decay: float = 1e-4, momentum: float = 0.9, ignore_index: int = -1, num_classes: int = 150):
+        super().__init__()
+        self.lr = base_lr / 16 * batch_size
+        self.max_epochs = max_epochs
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.ignore_index = ignore_index
+        metric = dict(num_classes=num_classes, ignore_index=ignore_index)
+        self.train_pix_acc = MulticlassAccuracy(average="micro", **metric)
+        self.val_pix_acc = MulticlassAccuracy(average="micro", **metric)
+        self.val_miou = MulticlassJaccardIndex(average="macro", **metric)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, target, ignore_index=self.ignore_index)
+
+    def training_step(self, batch, batch_idx):
+        img, target = batch
+        out = self(img)
+        loss = self.loss(out, target)
+        self.train_pix_acc(out.argmax(1), target)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        img, target = batch
+        out = self(img)
+        pred = out.argmax(1)
+        self.val_pix_acc(pred, target)
+        self.val_miou(pred, target)
+        self.log("val_loss", self.loss(out, target), prog_bar=True)
+        self.log("pix_acc", self.val_pix_acc, prog_bar=True)
+        self.log("mIoU", self.val_miou, prog_bar=True)
+
+    def parameter_groups(self):
+        return [
+            {"params": list(self.net.pretrained.parameters()), "lr": self.lr},
+            {"params": list(self.net.scratch.parameters()), "lr": self.lr * 10},
+        ]
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameter_groups(), lr=self.lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay)
+        sch = torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(self.max_epochs))
+        return [opt], [sch]
