@@ -59,3 +59,105 @@ class LossAndGrad:
     def numpy_grads(self, grads) -> Dict[str, np.ndarray]:
         """Gradients as numpy arrays under torch parameter names."""
         return {ms_to_torch_name(name): g.asnumpy() for name, g in zip(self.names, grads)}
+
+
+class PolyEpochLR:
+    """Factory for upstream's schedule as a MindSpore ``LearningRateSchedule``:
+    ``lr * (1 - epoch / max_epochs) ** 0.9`` with ``epoch = step // steps_per_epoch``."""
+
+    def __new__(cls, lr: float, steps_per_epoch: int, max_epochs: int, power: float = 0.9):
+        import mindspore as ms
+        from mindspore import nn, ops
+
+        class _PolyEpochLR(nn.learning_rate_schedule.LearningRateSchedule):
+            def __init__(self):
+                super().__init__()
+                self.lr = lr
+                self.steps_per_epoch = steps_per_epoch
+                self.max_epochs = float(max_epochs)
+                self.power = power
+
+            def construct(self, global_step):
+                epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
+                return self.lr * ops.pow(1.0 - epoch / self.max_epochs, self.power)
+
+        return _PolyEpochLR()
+
+
+class TrainStep:
+    """Upstream's optimisation step in MindSpore: loss, gradients and SGD in compiled graphs.
+
+    SGD with momentum and weight decay on every trainable tensor, the backbone
+    (``pretrained.*``) at ``lr`` and the decoder (``scratch.*``) at ``10 * lr``,
+    both decayed per epoch. With ``accumulate > 1`` gradients of the loss divided
+    by ``accumulate`` are summed over that many batches before one update, as
+    Lightning's ``accumulate_grad_batches`` does.
+    """
+
+    def __init__(self, net, lr: float, steps_per_epoch: int, max_epochs: int, momentum: float = 0.9,
+                 weight_decay: float = 1e-4, accumulate: int = 1, mode: str = "graph"):
+        import mindspore as ms
+        from mindspore import nn, ops
+
+        self.net = net
+        self.accumulate = accumulate
+        self.loss_and_grad = LossAndGrad(net, mode=mode)
+        params = self.loss_and_grad.params
+        names = self.loss_and_grad.names
+        groups = [
+            {"params": [p for p, n in zip(params, names) if n.startswith("pretrained.")],
+             "lr": PolyEpochLR(lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
+            {"params": [p for p, n in zip(params, names) if n.startswith("scratch.")],
+             "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
+        ]
+        self.optimizer = nn.SGD(groups, learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
+        # the optimizer holds the groups' parameters in its own order
+        order = {id(p): i for i, p in enumerate(params)}
+        self._perm = [order[id(p)] for p in self.optimizer._parameters]
+        self.micro_step = 0
+        if accumulate > 1:
+            self.grad_sums = ms.ParameterTuple(
+                ms.Parameter(ops.zeros(p.shape, p.dtype), name=f"grad_sum.{n}", requires_grad=False)
+                for p, n in zip(params, names)
+            )
+        compile_ = compiler(mode)
+        optimizer, perm, scale = self.optimizer, self._perm, 1.0 / accumulate
+        grad_fn = self.loss_and_grad._fn
+
+        def step(x, target, text_features):
+            (loss, out), grads = grad_fn(x, target, text_features)
+            return ops.depend(loss, optimizer(tuple(grads[i] for i in perm))), out
+
+        def accumulate_(x, target, text_features):
+            (loss, out), grads = grad_fn(x, target, text_features)
+            done = tuple(ops.assign_add(s, g * scale) for s, g in zip(self.grad_sums, grads))
+            return ops.depend(loss, done), out
+
+        def apply():
+            sums = self.grad_sums
+            done = optimizer(tuple(sums[i] for i in perm))
+            for s in sums:  # side effects run in program order (auto-monad)
+                ops.assign(s, ops.zeros_like(s))
+            return done
+
+        self._step = compile_(step)
+        self._accumulate = compile_(accumulate_) if accumulate > 1 else None
+        self._apply = compile_(apply) if accumulate > 1 else None
+
+    @property
+    def global_step(self) -> int:
+        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+
+    def __call__(self, images, target, text_features):
+        """One micro-batch; returns ``(loss, out, stepped)``."""
+        self.net.set_train(True)
+        if self.accumulate == 1:
+            loss, out = self._step(images, target, text_features)
+            return loss, out, True
+        loss, out = self._accumulate(images, target, text_features)
+        self.micro_step += 1
+        if self.micro_step % self.accumulate == 0:
+            self._apply()
+            return loss, out, True
+        return loss, out, False
+
