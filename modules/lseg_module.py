@@ -8,6 +8,7 @@ upstream's flag names, so its checkpoints carry the network options
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -24,7 +25,8 @@ class LSegModule(LSegmentationModule):
                  arch_option: int = 0, block_depth: int = 0, activation: str = "lrelu", use_bn: bool = True,
                  labels: Optional[Sequence[str]] = None, pretrained: bool = True, base_lr: float = 0.004,
                  batch_size: int = 1, max_epochs: int = 200, weight_decay: float = 1e-4, momentum: float = 0.9,
-                 ignore_index: int = -1):
+                 ignore_index: int = -1, backend: str = "torch", accumulate_grad_batches: int = 1,
+                 ms_mode: Optional[str] = None):
         labels = list(labels) if labels is not None else ade20k_labels()
         super().__init__(base_lr=base_lr, batch_size=batch_size, max_epochs=max_epochs, weight_decay=weight_decay,
                          momentum=momentum, ignore_index=ignore_index, num_classes=len(labels))
@@ -35,6 +37,15 @@ class LSegModule(LSegmentationModule):
         self.net = LSegNet(self.options, pretrained=pretrained)
         self.net.clip_pretrained.requires_grad_(False)
         self._text_features: Optional[torch.Tensor] = None
+        if backend not in ("torch", "mindspore"):
+            from lang_seg.errors import LangSegError
+
+            raise LangSegError(f"unknown backend {backend!r}: choose 'torch' or 'mindspore'")
+        self.backend = backend
+        # MindSpore runs forward, loss, backward and the SGD step itself: Lightning only drives the loop
+        self.automatic_optimization = backend == "torch"
+        self.bridge = None
+        self._pending_ms_optimizer = None
 
     def text_features(self) -> torch.Tensor:
         if self._text_features is None or self._text_features.device != self.device:
@@ -44,3 +55,77 @@ class LSegModule(LSegmentationModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.text_features())
+
+    # -- MindSpore backend: the bridge -------------------------------------
+    def _build_bridge(self):
+        from lang_seg.bridge import MindSporeBridge
+
+        h = self.hparams
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = max(1, math.ceil(batches / h.accumulate_grad_batches)) if math.isfinite(batches) else 1
+        if self.bridge is not None:  # built for validation before training started: keep its weights
+            state = self.bridge.state_dict()
+        else:
+            state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        self.bridge = MindSporeBridge(self.options, state, self.lr, steps_per_epoch, h.max_epochs,
+                                      momentum=h.momentum, weight_decay=h.weight_decay,
+                                      accumulate=h.accumulate_grad_batches, mode=h.ms_mode)
+        if self._pending_ms_optimizer is not None:
+            self.bridge.load_optimizer_state(self._pending_ms_optimizer)
+            self._pending_ms_optimizer = None
+
+    def restore_ms_optimizer(self, state) -> None:
+        if state is None:
+            return
+        if self.bridge is not None:
+            self.bridge.load_optimizer_state(state)
+        else:
+            self._pending_ms_optimizer = state
+
+    def on_train_start(self):
+        # the train loader's length (steps per epoch for the schedule) is known from here on
+        if self.backend == "mindspore":
+            self._build_bridge()
+
+    def on_validation_start(self):
+        if self.backend == "mindspore" and self.bridge is None:
+            self._build_bridge()
+
+    def on_fit_end(self):
+        self.sync_weights_from_bridge()
+
+    def configure_optimizers(self):
+        if self.backend == "mindspore":
+            from lang_seg.bridge import MindSporeOptimizer
+
+            # MindSpore's SGD runs inside the bridge; Lightning counts its steps and saves its state
+            return MindSporeOptimizer(self.parameter_groups(), self)
+        return super().configure_optimizers()
+
+    def training_step(self, batch, batch_idx):
+        if self.backend == "torch":
+            return super().training_step(batch, batch_idx)
+        img, target = batch
+        loss, out, stepped = self.bridge.train_batch(img, target, self.labels)
+        if stepped:
+            self.optimizers().step()
+        self.train_pix_acc(out.argmax(1), target)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def forward_eval(self, img):
+        if self.backend == "mindspore" and self.bridge is not None:
+            return self.bridge.eval_batch(img, self.labels)
+        return self(img)
+
+    def sync_weights_from_bridge(self):
+        """Copy MindSpore's live weights into the torch network (what Lightning saves)."""
+        if self.bridge is not None:
+            state = self.bridge.state_dict()
+            self.net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.bridge is not None:
+            self.sync_weights_from_bridge()
+            checkpoint["state_dict"] = self.state_dict()

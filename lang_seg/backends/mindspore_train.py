@@ -79,7 +79,8 @@ class PolyEpochLR:
 
             def construct(self, global_step):
                 epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
-                return self.lr * ops.pow(1.0 - epoch / self.max_epochs, self.power)
+                # past max_epochs the factor stays 0 (upstream's formula would turn NaN)
+                return self.lr * ops.pow(ops.maximum(1.0 - epoch / self.max_epochs, 0.0), self.power)
 
         return _PolyEpochLR()
 

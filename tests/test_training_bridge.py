@@ -1,0 +1,62 @@
+"""Training through Lightning with the MindSpore backend (the bridge), against the torch backend."""
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+import lang_seg
+from data.bundled import ROOT as BUNDLED
+from data.datamodule import SegmentationDataModule
+from modules.lseg_module import LSegModule
+
+
+class Record(pl.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss))
+
+
+def fit(backend, tmp_path, max_steps=10, max_epochs=2, accumulate=1, ckpt_path=None, module=None):
+    torch.manual_seed(0)
+    if module is None:
+        module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False, base_lr=0.16, batch_size=2,
+                            max_epochs=max_epochs, backend=backend, accumulate_grad_batches=accumulate)
+    dm = SegmentationDataModule(str(BUNDLED), batch_size=2, base_size=160, crop_size=128, seed=0)
+    record = Record()
+    trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
+                         default_root_dir=tmp_path, num_sanity_val_steps=0,
+                         accumulate_grad_batches=accumulate if backend == "torch" else 1)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module, trainer, np.array(record.losses)
+
+
+def test_mindspore_backend_losses_follow_torch_backend(tmp_path):
+    _, _, torch_losses = fit("torch", tmp_path / "t", max_steps=10)
+    module, trainer, ms_losses = fit("mindspore", tmp_path / "m", max_steps=10)
+    assert len(ms_losses) == len(torch_losses) == 10
+    assert abs(ms_losses[0] - torch_losses[0]) <= 1e-4 * torch_losses[0]
+    assert np.max(np.abs(ms_losses - torch_losses) / torch_losses) <= 1e-2
+    assert ms_losses[-3:].mean() < ms_losses[:3].mean()
+    assert module.bridge.step.global_step == 10 == trainer.global_step
+    [metrics] = trainer.validate(module, datamodule=trainer.datamodule, verbose=False)
+    assert {"val_loss", "pix_acc", "mIoU"} <= set(metrics)
+    assert 0 < metrics["pix_acc"] <= 1
+
+
+def test_mindspore_checkpoint_evaluates_in_torch(tmp_path):
+    module, trainer, _ = fit("mindspore", tmp_path, max_steps=6)
+    path = tmp_path / "ms.ckpt"
+    trainer.save_checkpoint(path)
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    ms_opt = raw["optimizer_states"][0]["mindspore"]
+    assert int(ms_opt["global_step"].reshape(-1)[0]) == 6 and raw["global_step"] == 6
+    ms_state = module.bridge.state_dict()
+    assert np.array_equal(raw["state_dict"]["net.scratch.head1.weight"].numpy(), ms_state["scratch.head1.weight"])
+    model = lang_seg.load_model(str(path))  # torch backend from the MindSpore run's checkpoint
+    x, _ = trainer.datamodule.valset[0]
+    out = model.logits(x[None].numpy(), module.labels)
+    ref = module.bridge.eval_batch(x[None], module.labels).numpy()
+    assert np.abs(out - ref).max() <= 1e-4 * ref.std()
