@@ -75,6 +75,7 @@ class ADE20KSegmentation(torch.utils.data.Dataset):
         self.crop_size = crop_size
         self.blur = blur
         self.images, self.masks = find_pairs(root, split)
+        self.seed = seed
         self._rng = random.Random(seed) if seed is not None else random
 
     @property
@@ -84,7 +85,13 @@ class ADE20KSegmentation(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        """``key``: an index, or ``(index, epoch)`` from ``EpochSampler`` (augmentation then depends on
+        seed, epoch and index only: reproducible across workers and when a run resumes)."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
+        rng = self._rng
+        if epoch is not None and self.seed is not None:
+            rng = random.Random(f"{self.seed}-{epoch}-{index}")
         img = open_image(self.images[index]).convert("RGB")
         mask = open_image(self.masks[index])
         if mask.mode not in ("L", "P"):  # class ids are the raw 8-bit values
@@ -95,7 +102,7 @@ class ADE20KSegmentation(torch.utils.data.Dataset):
                 f"{img.size[0]}x{img.size[1]}: they must have the same size"
             )
         if self.mode == "train":
-            img, mask = sync_transform(img, mask, self.base_size, self.crop_size, self.blur, self._rng)
+            img, mask = sync_transform(img, mask, self.base_size, self.crop_size, self.blur, rng)
         elif self.mode == "val":
             img, mask = val_sync_transform(img, mask, self.crop_size)
         return to_normalized_tensor(img), ade20k_target(mask)

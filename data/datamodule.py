@@ -9,6 +9,30 @@ import torch
 from . import get_dataset
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffles with ``seed + epoch`` and yields ``(index, epoch)``; Lightning calls ``set_epoch``.
+
+    The order and (through the dataset) the augmentation of every epoch are
+    fixed by the seed, so a run resumed at an epoch boundary sees the batches
+    an uninterrupted run would have seen.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        return iter([(int(i), self.epoch) for i in order])
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``."""
 
@@ -29,10 +53,11 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.valset = get_dataset(h.dataset, root=h.data_path, split="val", mode="val", **common)
 
     def train_dataloader(self):
-        generator = torch.Generator().manual_seed(self.hparams.seed) if self.hparams.seed is not None else None
+        seed = self.hparams.seed
+        sampler = EpochSampler(len(self.trainset), seed) if seed is not None else None
         return torch.utils.data.DataLoader(
-            self.trainset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True,
-            num_workers=self.hparams.num_workers, generator=generator,
+            self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
+            drop_last=True, num_workers=self.hparams.num_workers,
         )
 
     def val_dataloader(self):

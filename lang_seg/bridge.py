@@ -114,7 +114,11 @@ class MindSporeOptimizer(torch.optim.Optimizer):
 
     def state_dict(self):
         bridge = self._owner.bridge
-        return {"mindspore": bridge.optimizer_state() if bridge is not None else None}
+        if bridge is None:
+            return {"mindspore": None}
+        # torch tensors: Lightning reloads checkpoints with torch.load(weights_only=True)
+        return {"mindspore": {k: torch.from_numpy(np.array(v)) for k, v in bridge.optimizer_state().items()}}
 
     def load_state_dict(self, state_dict):
-        self._owner.restore_ms_optimizer(state_dict.get("mindspore"))
+        state = state_dict.get("mindspore")
+        self._owner.restore_ms_optimizer({k: v.numpy() for k, v in state.items()} if state is not None else None)

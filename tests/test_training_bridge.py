@@ -18,14 +18,15 @@ class Record(pl.Callback):
         self.losses.append(float(loss))
 
 
-def fit(backend, tmp_path, max_steps=10, max_epochs=2, accumulate=1, ckpt_path=None, module=None):
+def fit(backend, tmp_path, max_steps=10, max_epochs=2, accumulate=1, ckpt_path=None, module=None,
+        trainer_epochs=None):
     torch.manual_seed(0)
     if module is None:
         module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False, base_lr=0.16, batch_size=2,
                             max_epochs=max_epochs, backend=backend, accumulate_grad_batches=accumulate)
     dm = SegmentationDataModule(str(BUNDLED), batch_size=2, base_size=160, crop_size=128, seed=0)
     record = Record()
-    trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+    trainer = pl.Trainer(max_epochs=trainer_epochs or max_epochs, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
                          default_root_dir=tmp_path, num_sanity_val_steps=0,
                          accumulate_grad_batches=accumulate if backend == "torch" else 1)
@@ -53,6 +54,7 @@ def test_mindspore_checkpoint_evaluates_in_torch(tmp_path):
     raw = torch.load(path, map_location="cpu", weights_only=False)
     ms_opt = raw["optimizer_states"][0]["mindspore"]
     assert int(ms_opt["global_step"].reshape(-1)[0]) == 6 and raw["global_step"] == 6
+    assert len([k for k in ms_opt if k.startswith("accum.")]) > 50  # one momentum buffer per trained tensor
     ms_state = module.bridge.state_dict()
     assert np.array_equal(raw["state_dict"]["net.scratch.head1.weight"].numpy(), ms_state["scratch.head1.weight"])
     model = lang_seg.load_model(str(path))  # torch backend from the MindSpore run's checkpoint
@@ -60,3 +62,16 @@ def test_mindspore_checkpoint_evaluates_in_torch(tmp_path):
     out = model.logits(x[None].numpy(), module.labels)
     ref = module.bridge.eval_batch(x[None], module.labels).numpy()
     assert np.abs(out - ref).max() <= 1e-4 * ref.std()
+
+
+def test_resume_continues_the_uninterrupted_trajectory(tmp_path):
+    """Interrupted after epoch 1 and resumed: weights, momentum, schedule and counters come back."""
+    _, _, full = fit("mindspore", tmp_path / "full", max_steps=-1, max_epochs=2)
+    _, first_trainer, first = fit("mindspore", tmp_path / "a", max_steps=-1, max_epochs=2, trainer_epochs=1)
+    ckpt = tmp_path / "epoch1.ckpt"
+    first_trainer.save_checkpoint(ckpt)
+    module, trainer, second = fit("mindspore", tmp_path / "b", max_steps=-1, max_epochs=2, ckpt_path=str(ckpt))
+    assert len(full) == 24 and len(first) == 12 and len(second) == 12
+    np.testing.assert_allclose(first, full[:12], rtol=1e-6)
+    np.testing.assert_allclose(second, full[12:], rtol=1e-5)
+    assert trainer.global_step == 24 == module.bridge.step.global_step
