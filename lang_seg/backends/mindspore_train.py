@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+import mindspore as ms
 import numpy as np
+from mindspore import nn, ops
 
 from ..convert import ms_to_torch_name
 from .mindspore_backend import compiler, named_parameters
@@ -36,9 +38,6 @@ class LossAndGrad:
     """
 
     def __init__(self, net, mode: str = "graph"):
-        import mindspore as ms
-        from mindspore import ops
-
         self.net = net
         self.params = trainable_parameters(net)
         names = parameter_names(net)
@@ -61,28 +60,21 @@ class LossAndGrad:
         return {ms_to_torch_name(name): g.asnumpy() for name, g in zip(self.names, grads)}
 
 
-class PolyEpochLR:
-    """Factory for upstream's schedule as a MindSpore ``LearningRateSchedule``:
+class PolyEpochLR(nn.learning_rate_schedule.LearningRateSchedule):
+    """Upstream's schedule from the optimizer's step counter:
     ``lr * (1 - epoch / max_epochs) ** 0.9`` with ``epoch = step // steps_per_epoch``."""
 
-    def __new__(cls, lr: float, steps_per_epoch: int, max_epochs: int, power: float = 0.9):
-        import mindspore as ms
-        from mindspore import nn, ops
+    def __init__(self, lr: float, steps_per_epoch: int, max_epochs: int, power: float = 0.9):
+        super().__init__()
+        self.lr = lr
+        self.steps_per_epoch = steps_per_epoch
+        self.max_epochs = float(max_epochs)
+        self.power = power
 
-        class _PolyEpochLR(nn.learning_rate_schedule.LearningRateSchedule):
-            def __init__(self):
-                super().__init__()
-                self.lr = lr
-                self.steps_per_epoch = steps_per_epoch
-                self.max_epochs = float(max_epochs)
-                self.power = power
-
-            def construct(self, global_step):
-                epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
-                # past max_epochs the factor stays 0 (upstream's formula would turn NaN)
-                return self.lr * ops.pow(ops.maximum(1.0 - epoch / self.max_epochs, 0.0), self.power)
-
-        return _PolyEpochLR()
+    def construct(self, global_step):
+        epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
+        # past max_epochs the factor stays 0 (upstream's formula would turn NaN)
+        return self.lr * ops.pow(ops.maximum(1.0 - epoch / self.max_epochs, 0.0), self.power)
 
 
 class TrainStep:
@@ -97,9 +89,6 @@ class TrainStep:
 
     def __init__(self, net, lr: float, steps_per_epoch: int, max_epochs: int, momentum: float = 0.9,
                  weight_decay: float = 1e-4, accumulate: int = 1, mode: str = "graph"):
-        import mindspore as ms
-        from mindspore import nn, ops
-
         self.net = net
         self.accumulate = accumulate
         self.loss_and_grad = LossAndGrad(net, mode=mode)
