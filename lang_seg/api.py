@@ -40,7 +40,7 @@ def load_model(
         block_depth, activation, half_logits), overriding the checkpoint's.
     """
     if backend not in BACKENDS:
-        raise LangSegError(f"unknown backend {backend!r}: choose 'torch' or 'mindspore'")
+        raise LangSegError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     unknown = set(options) - set(NetOptions.__dataclass_fields__)
     if unknown:
         raise LangSegError(f"unknown option(s) {', '.join(sorted(unknown))}: known are {', '.join(NetOptions.__dataclass_fields__)}")

@@ -13,7 +13,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from lang_seg.api import BACKENDS
 from lang_seg.config import NetOptions
+from lang_seg.errors import LangSegError
 from lang_seg.labels import ade20k_labels
 
 from .lsegmentation_module import LSegmentationModule
@@ -27,6 +29,8 @@ class LSegModule(LSegmentationModule):
                  batch_size: int = 1, max_epochs: int = 200, weight_decay: float = 1e-4, momentum: float = 0.9,
                  ignore_index: int = -1, backend: str = "torch", accumulate_grad_batches: int = 1,
                  ms_mode: Optional[str] = None):
+        if backend not in BACKENDS:
+            raise LangSegError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         labels = list(labels) if labels is not None else ade20k_labels()
         super().__init__(base_lr=base_lr, batch_size=batch_size, max_epochs=max_epochs, weight_decay=weight_decay,
                          momentum=momentum, ignore_index=ignore_index, num_classes=len(labels))
@@ -37,10 +41,6 @@ class LSegModule(LSegmentationModule):
         self.net = LSegNet(self.options, pretrained=pretrained)
         self.net.clip_pretrained.requires_grad_(False)
         self._text_features: Optional[torch.Tensor] = None
-        if backend not in ("torch", "mindspore"):
-            from lang_seg.errors import LangSegError
-
-            raise LangSegError(f"unknown backend {backend!r}: choose 'torch' or 'mindspore'")
         self.backend = backend
         # MindSpore runs forward, loss, backward and the SGD step itself: Lightning only drives the loop
         self.automatic_optimization = backend == "torch"
@@ -102,17 +102,13 @@ class LSegModule(LSegmentationModule):
             return MindSporeOptimizer(self.parameter_groups(), self)
         return super().configure_optimizers()
 
-    def training_step(self, batch, batch_idx):
+    def train_forward(self, img, target):
         if self.backend == "torch":
-            return super().training_step(batch, batch_idx)
-        img, target = batch
+            return super().train_forward(img, target)
         loss, out, stepped = self.bridge.train_batch(img, target, self.labels)
         if stepped:
-            self.optimizers().step()
-        self.train_pix_acc(out.argmax(1), target)
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)
-        return loss
+            self.optimizers().step()  # the update already ran in MindSpore: Lightning counts it
+        return loss, out
 
     def forward_eval(self, img):
         if self.backend == "mindspore" and self.bridge is not None:

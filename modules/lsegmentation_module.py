@@ -45,10 +45,14 @@ class LSegmentationModule(pl.LightningModule):
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, target, ignore_index=self.ignore_index)
 
+    def train_forward(self, img: torch.Tensor, target: torch.Tensor):
+        """``(loss, out)`` of one training batch; Lightning's autograd does the rest."""
+        out = self(img)
+        return self.loss(out, target), out
+
     def training_step(self, batch, batch_idx):
         img, target = batch
-        out = self(img)
-        loss = self.loss(out, target)
+        loss, out = self.train_forward(img, target)
         self.train_pix_acc(out.argmax(1), target)
         self.log("train_loss", loss, prog_bar=True)
         self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)

@@ -184,7 +184,7 @@ class MindSporeModel(SegModel):
             self._compiled_text(ms.Tensor(tokens[i:i + TEXT_CHUNK]), ms.Tensor(eot[i:i + TEXT_CHUNK]))
             for i in range(0, len(tokens), TEXT_CHUNK)
         ]
-        return ops.cat(chunks)[: len(labels)] if len(chunks) > 1 else chunks[0][: len(labels)]
+        return ops.cat(chunks)[: len(labels)]
 
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
         import mindspore as ms
