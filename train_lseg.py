@@ -4,16 +4,21 @@
         --base_lr 0.004 --weight_decay 1e-4 --no-scaleinv --max_epochs 240 --widehead \\
         --accumulate_grad_batches 2 --backbone clip_vitl16_384 --backend mindspore
 
-Logs go to ``checkpoints/<exp_name>/version_<N>/metrics.csv``, checkpoints to
+or, as a Lightning CLI with YAML configs (``fit``, ``validate``; see ``configs/``):
+
+    python train_lseg.py fit --config configs/bundled_tiny.yaml --model.backend mindspore
+
+Logs go to ``checkpoints/<exp_name>/version_<N>/metrics.csv`` (and TensorBoard
+event files when tensorboard is installed), checkpoints to
 ``checkpoints/<exp_name>/version_<N>/checkpoints/`` (``last.ckpt`` and the best
 ``pix_acc``). As upstream, a run resumes from the experiment's latest
-``last.ckpt`` unless ``--no_resume``; ``--resume CKPT`` names one.
+``last.ckpt`` unless ``--no_resume``; ``--resume CKPT`` names one (the CLI form:
+``--ckpt_path CKPT``).
 """
 from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
 import sys
 
@@ -21,6 +26,7 @@ from lang_seg.config import BACKBONES
 from lang_seg.errors import LangSegError, cli_errors
 
 SIZES = {"ade20k": (520, 480), "citys": (2048, 768)}
+CLI_SUBCOMMANDS = ("fit", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,35 +82,24 @@ def latest_last_checkpoint(exp_dir: str):
     return found[-1] if found else None
 
 
-def finite_loss_guard():
-    import pytorch_lightning as pl
-    import torch
-
-    class FiniteLoss(pl.Callback):
-        """Stop at the first non-finite loss, before anything is saved from it."""
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
-                raise LangSegError(
-                    f"non-finite loss ({float(loss)}) at step {trainer.global_step}, epoch {trainer.current_epoch}: "
-                    f"lower --base_lr; the last good checkpoint is kept under {trainer.default_root_dir}"
-                )
-
-    return FiniteLoss()
-
-
 @cli_errors
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in CLI_SUBCOMMANDS + ("--print_config",) or argv[:1] == ["--config"]:
+        from modules.cli import LSegCLI
+
+        LSegCLI(args=argv)
+        return 0
     args = build_parser().parse_args(argv)
     for flag in ("aux", "se_loss", "midasproto", "augment"):
         if getattr(args, flag):
             raise LangSegError(f"--{flag.replace('_', '-')} is not supported: LSeg has no such head (upstream fails too)")
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
 
     from data.datamodule import SegmentationDataModule
+    from modules.callbacks import FiniteLoss, FitSummary, default_checkpoints
+    from modules.checkpoint_io import AtomicCheckpointIO
+    from modules.cli import default_loggers
     from modules.lseg_module import LSegModule
 
     if args.seed is not None:
@@ -125,23 +120,17 @@ def main(argv=None) -> int:
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     if resume is not None and not os.path.isfile(resume):
         raise LangSegError(f"checkpoint {resume} does not exist: check --resume")
-    logger = CSVLogger("checkpoints", name=args.exp_name)
-    checkpoint = ModelCheckpoint(dirpath=os.path.join(logger.log_dir, "checkpoints"), save_last=True,
-                                 monitor="pix_acc", mode="max", save_top_k=1,
-                                 filename="result-{epoch}-{pix_acc:.4f}")
+    loggers = default_loggers(args.exp_name)
+    checkpoints = default_checkpoints(os.path.join(loggers[0].log_dir, "checkpoints"))
     trainer = pl.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
         devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        logger=logger, callbacks=[checkpoint, finite_loss_guard()], default_root_dir=exp_dir,
+        logger=loggers, callbacks=[*checkpoints, FiniteLoss(), FitSummary()], default_root_dir=exp_dir,
+        plugins=[AtomicCheckpointIO()],
         accumulate_grad_batches=args.accumulate_grad_batches if args.backend == "torch" else 1,
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    last = checkpoint.last_model_path or checkpoint.best_model_path
-    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if math.isfinite(float(v))}
-    print(f"checkpoint: {last}")
-    print(f"metrics: {metrics}")
-    print(f"log: {os.path.join(logger.log_dir, 'metrics.csv')}")
     return 0
 
 

@@ -3,6 +3,12 @@
     python -m lang_seg.bench                       # clip_vitb32_384, 384x384, batch 1, 150 labels
     python -m lang_seg.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
 
+Rows: the CLIP text encoder on the label set, and the cached features; one
+eval forward; forward+backward of the network and loss (with cached text
+features, and re-encoding the labels each step as upstream does); one
+training step through ``LSegModule`` and Lightning's loop (SGD included); the
+bridge's hand-off time inside that step; peak memory of the model rows.
+
 Each backend runs in its own subprocess (same seed, same weights and inputs), so
 that peak memory is its own and neither framework's thread or oneDNN settings
 leak into the other's timings.
@@ -22,7 +28,9 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "forward+backward")
+ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "forward+backward",
+        "forward+backward, text re-encoded", "training step (Lightning)")
+HANDOFF = "bridge hand-off"
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict[str, float]:
@@ -71,13 +79,16 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
                 net.eval()
                 return net(x, text).numpy()
 
-        def train_step():
+        def train_step(text_features=None):
             net.train()
             net.zero_grad(set_to_none=True)
-            out = net(x, text)
+            out = net(x, text if text_features is None else text_features)
             loss = torch.nn.functional.cross_entropy(out, y, ignore_index=-1)
             loss.backward()
             return loss.item()
+
+        def train_step_reencoded():  # upstream encodes the label set inside every forward
+            return train_step(net.encode_text(labels))
 
         results["threads"] = torch.get_num_threads()
     else:
@@ -100,9 +111,12 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
             model.net.set_train(False)
             return model._compiled_forward(x, text).asnumpy()
 
-        def train_step():
-            loss, _, grads = step(x, y, text)
+        def train_step(text_features=None):
+            loss, _, grads = step(x, y, text if text_features is None else text_features)
             return float(loss)
+
+        def train_step_reencoded():
+            return train_step(model._encode_text(labels))
 
         results["mode"] = model.mode
 
@@ -110,8 +124,51 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
     results[ROWS[1]] = _median_seconds(lambda: model.text_features(labels), repeats, 1)
     results[ROWS[2]] = _median_seconds(forward, repeats, warmup)
     results[ROWS[3]] = _median_seconds(train_step, repeats, warmup)
+    results[ROWS[4]] = _median_seconds(train_step_reencoded, repeats, warmup)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del model
+    results[ROWS[5]], results[HANDOFF] = lightning_step(backend, backbone, images, target, labels, repeats, warmup)
     return results
+
+
+def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.ndarray, labels, repeats: int,
+                   warmup: int):
+    """One training step through ``LSegModule`` + Lightning's loop (data, optimizer, logging), and the
+    bridge's share of it: seconds spent handing tensors between torch and MindSpore."""
+    import pytorch_lightning as pl
+    import torch
+
+    from modules.lseg_module import LSegModule
+
+    class StepTimer(pl.Callback):
+        def __init__(self):
+            self.times, self.handoff = [], []
+
+        def _handoff(self, module):
+            return module.bridge.handoff_seconds if module.bridge is not None else 0.0
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.start, self.start_handoff = time.perf_counter(), self._handoff(module)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.times.append(time.perf_counter() - self.start)
+            self.handoff.append(self._handoff(module) - self.start_handoff)
+
+    torch.manual_seed(0)
+    module = LSegModule(backbone=backbone, pretrained=False, labels=labels, backend=backend,
+                        batch_size=len(images), max_epochs=1)
+    steps = warmup + repeats
+    data = torch.utils.data.TensorDataset(torch.from_numpy(images).repeat(steps, 1, 1, 1),
+                                          torch.from_numpy(target).repeat(steps, 1, 1))
+    timer = StepTimer()
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=len(images)))
+    times, handoff = timer.times[warmup:], timer.handoff[warmup:]
+    step = {"median_s": statistics.median(times), "min_s": min(times), "warmup_s": sum(timer.times[:warmup]),
+            "repeats": repeats}
+    return step, {"median_s": statistics.median(handoff), "share": sum(handoff) / sum(times)}
 
 
 def machine() -> str:
@@ -138,6 +195,12 @@ def format_table(res: dict) -> str:
     lines.append(f"{'peak memory (RSS)':<38} {t['peak_rss_mb']:>8.0f}MB {m['peak_rss_mb']:>8.0f}MB "
                  f"{m['peak_rss_mb'] / t['peak_rss_mb']:>9.2f}")
     lines.append(f"{'first call (compile) forward+backward':<38} {t[ROWS[3]]['warmup_s']:>9.1f}s {m[ROWS[3]]['warmup_s']:>9.1f}s")
+    h = m[HANDOFF]
+    lines.append(f"{'bridge hand-off per Lightning step':<38} {'-':>10} {h['median_s'] * 1000:>8.2f}ms "
+                 f"{'':>9} ({100 * h['share']:.2f}% of the step)")
+    for name, r in (("torch", t), ("mindspore", m)):
+        factor = r[ROWS[4]]["median_s"] / r[ROWS[3]]["median_s"]
+        lines.append(f"text cache: {name} step {factor:.2f}x faster than re-encoding {res['labels']} labels every step")
     return "\n".join(lines)
 
 

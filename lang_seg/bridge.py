@@ -32,13 +32,18 @@ def to_torch(t) -> torch.Tensor:
 
 
 class MindSporeBridge:
-    def __init__(self, options: NetOptions, state: Dict[str, np.ndarray], lr: float, steps_per_epoch: int,
-                 max_epochs: int, momentum: float = 0.9, weight_decay: float = 1e-4, accumulate: int = 1,
-                 mode: Optional[str] = None):
+    """The MindSpore network behind a Lightning module: eval at once, training after ``setup_training``."""
+
+    def __init__(self, options: NetOptions, state: Dict[str, np.ndarray], mode: Optional[str] = None):
         self.model = MindSporeModel(options, state=state, mode=mode, what="initial weights")
+        self.step: Optional[TrainStep] = None
+        self.handoff_seconds = 0.0  # time spent crossing between frameworks
+
+    def setup_training(self, lr: float, steps_per_epoch: int, max_epochs: int, momentum: float = 0.9,
+                       weight_decay: float = 1e-4, accumulate: int = 1) -> None:
+        """Build the compiled training step (SGD state starts fresh; see ``load_optimizer_state``)."""
         self.step = TrainStep(self.model.net, lr, steps_per_epoch, max_epochs, momentum=momentum,
                               weight_decay=weight_decay, accumulate=accumulate, mode=self.model.mode)
-        self.handoff_seconds = 0.0  # time spent crossing between frameworks
 
     def _in(self, images: torch.Tensor, target: Optional[torch.Tensor] = None):
         start = time.perf_counter()
@@ -48,6 +53,9 @@ class MindSporeBridge:
         return x, y
 
     def _out(self, *tensors):
+        import mindspore as ms
+
+        ms.runtime.synchronize()  # the step runs asynchronously: wait for it, so it is not counted as hand-off
         start = time.perf_counter()
         result = tuple(to_torch(t) for t in tensors)
         self.handoff_seconds += time.perf_counter() - start
@@ -68,29 +76,40 @@ class MindSporeBridge:
     def state_dict(self) -> Dict[str, np.ndarray]:
         return self.model.state_dict()
 
+    def _optimizer_slots(self):
+        """``{key: Parameter}`` of the optimizer state, keyed by torch parameter names."""
+        from .backends.mindspore_train import parameter_names
+        from .convert import ms_to_torch_name
+
+        opt, step = self.step.optimizer, self.step
+        path = parameter_names(self.model.net)
+        names = [ms_to_torch_name(path[id(p)]) for p in opt._parameters]
+        slots = {f"momentum.{n}": p for n, p in zip(names, opt.accum)}
+        # MindSpore's `stat` flag: 1 until the tensor's first update (then the momentum buffer starts as the gradient)
+        slots.update({f"fresh.{n}": p for n, p in zip(names, opt.stat)})
+        if step.accumulate > 1:
+            grad_names = [ms_to_torch_name(n) for n in step.loss_and_grad.names]
+            slots.update({f"grad_sum.{n}": p for n, p in zip(grad_names, step.grad_sums)})
+        return slots
+
     def optimizer_state(self) -> Dict[str, np.ndarray]:
-        """Momentum buffers, first-step flags, step counters and any pending gradient sums."""
-        opt = self.step.optimizer
-        state = {f"accum.{i}": p.asnumpy() for i, p in enumerate(opt.accum)}
-        state.update({f"stat.{i}": p.asnumpy() for i, p in enumerate(opt.stat)})
-        state["global_step"] = opt.global_step.asnumpy()
+        """Momentum buffers, first-step flags, step counters and any pending gradient sums, by parameter name."""
+        state = {key: p.asnumpy() for key, p in self._optimizer_slots().items()}
+        state["global_step"] = self.step.optimizer.global_step.asnumpy()
         state["micro_step"] = np.array(self.step.micro_step)
-        if self.step.accumulate > 1:
-            state.update({f"grad_sum.{i}": p.asnumpy() for i, p in enumerate(self.step.grad_sums)})
         return state
 
     def load_optimizer_state(self, state: Dict[str, np.ndarray]) -> None:
+        """Restore ``optimizer_state()``'s dict; tensors it lacks start fresh (no momentum yet)."""
         import mindspore as ms
 
-        opt = self.step.optimizer
-        targets = {f"accum.{i}": p for i, p in enumerate(opt.accum)}
-        targets.update({f"stat.{i}": p for i, p in enumerate(opt.stat)})
-        targets["global_step"] = opt.global_step
-        if self.step.accumulate > 1:
-            targets.update({f"grad_sum.{i}": p for i, p in enumerate(self.step.grad_sums)})
-        for key, param in targets.items():
-            param.set_data(ms.Tensor(np.asarray(state[key]).reshape(param.shape)))
-        self.step.micro_step = int(state["micro_step"])
+        for key, param in self._optimizer_slots().items():
+            fresh_default = 1.0 if key.startswith("fresh.") else 0.0
+            value = state[key] if key in state else np.full(param.shape, fresh_default, np.float32)
+            param.set_data(ms.Tensor(np.asarray(value, np.float32).reshape(param.shape)))
+        self.step.optimizer.global_step.set_data(
+            ms.Tensor(np.asarray(state["global_step"]).reshape(self.step.optimizer.global_step.shape).astype(np.int32)))
+        self.step.micro_step = int(state.get("micro_step", 0))
 
 
 class MindSporeOptimizer(torch.optim.Optimizer):
@@ -114,7 +133,7 @@ class MindSporeOptimizer(torch.optim.Optimizer):
 
     def state_dict(self):
         bridge = self._owner.bridge
-        if bridge is None:
+        if bridge is None or bridge.step is None:
             return {"mindspore": None}
         # torch tensors: Lightning reloads checkpoints with torch.load(weights_only=True)
         return {"mindspore": {k: torch.from_numpy(np.array(v)) for k, v in bridge.optimizer_state().items()}}

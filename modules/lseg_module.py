@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from lang_seg.api import BACKENDS
@@ -20,6 +21,7 @@ from lang_seg.labels import ade20k_labels
 
 from .lsegmentation_module import LSegmentationModule
 from .models.lseg_net import LSegNet
+from .optimizer_state import is_mindspore_state, mindspore_from_torch, move_step_counter, torch_from_mindspore
 
 
 class LSegModule(LSegmentationModule):
@@ -60,16 +62,17 @@ class LSegModule(LSegmentationModule):
     def _build_bridge(self):
         from lang_seg.bridge import MindSporeBridge
 
+        state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        self.bridge = MindSporeBridge(self.options, state, mode=self.hparams.ms_mode)
+
+    def _setup_bridge_training(self):
         h = self.hparams
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(1, math.ceil(batches / h.accumulate_grad_batches)) if math.isfinite(batches) else 1
-        if self.bridge is not None:  # built for validation before training started: keep its weights
-            state = self.bridge.state_dict()
-        else:
-            state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
-        self.bridge = MindSporeBridge(self.options, state, self.lr, steps_per_epoch, h.max_epochs,
-                                      momentum=h.momentum, weight_decay=h.weight_decay,
-                                      accumulate=h.accumulate_grad_batches, mode=h.ms_mode)
+        if self.bridge is None:
+            self._build_bridge()
+        self.bridge.setup_training(self.lr, steps_per_epoch, h.max_epochs, momentum=h.momentum,
+                                   weight_decay=h.weight_decay, accumulate=h.accumulate_grad_batches)
         if self._pending_ms_optimizer is not None:
             self.bridge.load_optimizer_state(self._pending_ms_optimizer)
             self._pending_ms_optimizer = None
@@ -77,7 +80,7 @@ class LSegModule(LSegmentationModule):
     def restore_ms_optimizer(self, state) -> None:
         if state is None:
             return
-        if self.bridge is not None:
+        if self.bridge is not None and self.bridge.step is not None:
             self.bridge.load_optimizer_state(state)
         else:
             self._pending_ms_optimizer = state
@@ -85,7 +88,7 @@ class LSegModule(LSegmentationModule):
     def on_train_start(self):
         # the train loader's length (steps per epoch for the schedule) is known from here on
         if self.backend == "mindspore":
-            self._build_bridge()
+            self._setup_bridge_training()
 
     def on_validation_start(self):
         if self.backend == "mindspore" and self.bridge is None:
@@ -120,6 +123,33 @@ class LSegModule(LSegmentationModule):
         if self.bridge is not None:
             state = self.bridge.state_dict()
             self.net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+
+    def optimizer_parameter_names(self):
+        """Torch names (``net.`` left out) of the optimizer's parameters, in its index order."""
+        names = {id(p): n for n, p in self.net.named_parameters()}
+        return [names[id(p)] for group in self.parameter_groups() for p in group["params"]]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resume on either backend: convert the other backend's optimizer state (momentum, schedule)."""
+        self.bridge = None  # rebuilt from the restored weights when next needed
+        saved = (checkpoint.get("optimizer_states") or [None])[0]
+        if saved is None:
+            return
+        names = self.optimizer_parameter_names()
+        if self.backend == "mindspore" and not is_mindspore_state(saved):
+            state = mindspore_from_torch(saved, names, checkpoint.get("global_step", 0))
+            checkpoint["optimizer_states"] = [{"mindspore": {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}}]
+            checkpoint["lr_schedulers"] = []
+            move_step_counter(checkpoint, to_manual=True)
+        elif self.backend == "torch" and is_mindspore_state(saved):
+            [optimizer], [scheduler] = LSegmentationModule.configure_optimizers(self)
+            progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+            epochs_done = progress.get("current", {}).get("processed", 0)
+            state = {k: v.numpy() for k, v in (saved["mindspore"] or {}).items()}
+            opt_state, sched_state = torch_from_mindspore(state, optimizer, scheduler, names, epochs_done)
+            checkpoint["optimizer_states"] = [opt_state]
+            checkpoint["lr_schedulers"] = [sched_state]
+            move_step_counter(checkpoint, to_manual=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.bridge is not None:

@@ -57,3 +57,68 @@ def test_non_finite_loss_stops_with_step_number(workdir, capsys):
                            ["--base_size", "160", "--crop_size", "128"])
     err = capsys.readouterr().err
     assert code == 2 and "non-finite loss" in err and "at step" in err
+
+
+CLI_QUICK = ["--config", "configs/bundled_tiny.yaml", "--data.data_path", str(BUNDLED), "--data.base_size", "160",
+             "--data.crop_size", "128", "--trainer.enable_progress_bar", "false"]
+
+
+def test_cli_form_with_yaml_config(workdir, capsys):
+    """`fit --config configs/bundled_tiny.yaml` (the README's run), then `validate` from its checkpoint on
+    the other backend; accumulation and the learning rate follow the config."""
+    os.symlink(os.path.join(os.path.dirname(train_lseg.__file__), "configs"), workdir / "configs")
+    args = ["fit", *CLI_QUICK, "--trainer.max_epochs", "2", "--model.accumulate_grad_batches", "2"]
+    assert train_lseg.main(args + ["--model.backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    version = workdir / "checkpoints/bundled_tiny/version_0"
+    last = version / "checkpoints/last.ckpt"
+    assert f"checkpoint: {last.relative_to(workdir)}" in out and "pix_acc" in out
+    assert (version / "config.yaml").is_file() and (version / "metrics.csv").is_file()
+    assert not [p for p in version.rglob("*") if ".tmp-" in p.name]
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    # 24 images, batch 4, 2 batches per step, 2 epochs; lr = base_lr / 16 * batch_size
+    assert ckpt["global_step"] == 6 and ckpt["epoch"] == 1
+    assert ckpt["hyper_parameters"]["batch_size"] == 4 and ckpt["hyper_parameters"]["max_epochs"] == 2
+    assert ckpt["optimizer_states"][0]["param_groups"][1]["initial_lr"] == pytest.approx(0.16 / 16 * 4 * 10)
+    assert train_lseg.main(["validate", *CLI_QUICK, "--ckpt_path", str(last), "--model.backend", "mindspore"]) == 0
+    rows = list(csv.DictReader(open(version / "metrics.csv")))
+    torch_acc = [float(r["pix_acc"]) for r in rows if r.get("pix_acc")][-1]
+    ms_acc = float(list(csv.DictReader(open(workdir / "checkpoints/bundled_tiny/version_1/metrics.csv")))[-1]["pix_acc"])
+    assert abs(ms_acc - torch_acc) <= 1e-4
+
+
+def test_cli_form_errors(workdir, capsys):
+    os.symlink(os.path.join(os.path.dirname(train_lseg.__file__), "configs"), workdir / "configs")
+    assert train_lseg.main(["fit", *CLI_QUICK, "--data.data_path", str(workdir / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ADE20K not found") and "\n" not in err
+    assert not (workdir / "checkpoints").exists()
+    assert train_lseg.main(["fit", *CLI_QUICK, "--model.backbone", "vit_h14"]) == 2
+    assert "error: unknown backbone 'vit_h14'" in capsys.readouterr().err
+    assert train_lseg.main(["fit", *CLI_QUICK, "--model.backend", "jax"]) == 2
+    assert "error: unknown backend 'jax'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_lseg.main(["fit", *CLI_QUICK, "--model.nonsense", "3"])
+    assert not (workdir / "checkpoints").exists()
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    import lightning_fabric.plugins.io.torch_io
+
+    from modules.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def killed_mid_write(checkpoint, filepath):
+        with open(filepath, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lightning_fabric.plugins.io.torch_io, "_atomic_save", killed_mid_write)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

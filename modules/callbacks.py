@@ -1,0 +1,61 @@
+"""Side concerns of a training run, as Lightning callbacks."""
+from __future__ import annotations
+
+import math
+import os
+
+from typing import List, Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from lang_seg.errors import LangSegError
+
+
+class FiniteLoss(pl.Callback):
+    """Stop at the first non-finite loss, before anything is saved from it."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
+            where = trainer.log_dir or trainer.default_root_dir
+            raise LangSegError(
+                f"non-finite loss ({float(loss)}) at step {trainer.global_step}, epoch {trainer.current_epoch}: "
+                f"lower the base learning rate; the last good checkpoint is kept under {where}"
+            )
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, rewritten after every validation and at the end of training.
+
+    Lightning's ``save_last`` only writes when a top-k checkpoint was written in
+    the same step, so an epoch without a better ``pix_acc`` left it behind;
+    resuming (upstream's habit) wants the latest state.
+    """
+
+    def __init__(self, dirpath: Optional[str] = None):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+
+def default_checkpoints(dirpath: Optional[str] = None) -> List[ModelCheckpoint]:
+    """The best validation pixel accuracy, as upstream keeps it, and the latest state."""
+    best = ModelCheckpoint(dirpath=dirpath, monitor="pix_acc", mode="max", save_top_k=1,
+                           filename="result-{epoch}-{pix_acc:.4f}")
+    return [best, LastCheckpoint(dirpath)]
+
+
+class FitSummary(pl.Callback):
+    """Say where the run's checkpoint and logs are, and its last metrics."""
+
+    def on_fit_end(self, trainer, pl_module):
+        last = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
+        best = trainer.checkpoint_callback
+        path = last[0].best_model_path if last else (best.best_model_path if best is not None else "")
+        metrics = {k: round(float(v), 4) for k, v in sorted(trainer.callback_metrics.items())
+                   if math.isfinite(float(v))}
+        print(f"checkpoint: {path or '(none saved)'}")
+        print(f"metrics: {metrics}")
+        for logger in trainer.loggers:
+            name = "metrics.csv" if type(logger).__name__ == "CSVLogger" else ""
+            print(f"log: {os.path.join(logger.log_dir, name) if name else logger.log_dir}")
