@@ -1,23 +1,40 @@
 """Numerical parity between the torch reference and the MindSpore port.
 
-Each check yields rows ``(name, max_abs, rel, tol, ok)``; tolerances:
+    python -m lang_seg.parity --backbone clip_vitb32_384 [--weights CKPT] [--size 384] \
+        [--labels 'plant,grass,cat,stone,other'] [--steps 10] [--json out.json]
+
+Both backends are built from the same weights (a checkpoint, or one random
+initialisation converted across) and run on the same inputs. Each check yields
+rows ``(name, max_abs, rel, tol, ok)``; the command prints them as a table,
+writes them as JSON, and exits with status 1 when any row fails. Tolerances:
 - forward stages: max |a - b| <= 1e-4 * std(torch tensor) (fp32);
 - argmax label maps: agreement >= 99.9 % of pixels;
-- gradients: ||g_ms - g_torch|| / ||g_torch|| <= 1e-3 per parameter tensor, against
-  the torch reference run in float64 (see ``gradient_rows`` for the one widening);
-- BatchNorm running statistics after a training step: same relative bound.
+- gradients: ||g_ms - g_torch|| / ||g_torch|| <= 2e-3 per parameter tensor, against
+  the torch reference run in float64 (see ``gradient_rows`` for the one widening).
+  fp32 gradients summed over many pixels are this far off float64 in either
+  framework: MindSpore's reach 1.4e-3 (tiny_vitb32, 128x192, the readout
+  projections), torch's own 4.6e-3 (bilinear-upsampling backward); a wrong
+  operation is off by orders of magnitude more;
+- BatchNorm running statistics after a training step: same relative bound;
+- training steps (SGD, upstream's groups and learning rate ``0.004 / 16 * batch``,
+  on the same batches): the first step's loss within 1e-4 relative, every later
+  loss within 1e-2, and the weights' total update ||dw_ms - dw_torch|| / ||dw_torch||
+  within 1e-2 (the two fp32 runs drift apart step by step, faster at larger
+  learning rates).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 STAGE_TOL = 1e-4
 ARGMAX_MIN_AGREEMENT = 0.999
-GRAD_TOL = 1e-3
+GRAD_TOL = 2e-3
 GRAD_TOL_CAP = 1e-2
+STEP_LOSS_TOL = 1e-2
+STEP_UPDATE_TOL = 1e-2
 
 
 @dataclass
@@ -153,3 +170,194 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
     for name in sorted(k for k in state32 if k.endswith(("running_mean", "running_var"))):
         rows.append(norm_row(f"bn {name}", state32[name], state_m[name]))
     return rows
+
+
+def _trainable(name: str) -> bool:
+    from .backends.mindspore_train import TRAINABLE_PREFIXES, UNREACHED_PREFIXES
+
+    return name.startswith(TRAINABLE_PREFIXES) and not name.startswith(UNREACHED_PREFIXES)
+
+
+def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: float = 2.5e-4, momentum: float = 0.9,
+                  weight_decay: float = 1e-4) -> List[Row]:
+    """``len(batches)`` SGD steps on both backends from the same weights (upstream's groups: backbone at
+    ``lr``, decoder at ``10 * lr``; one epoch, so no decay): loss and total weight update after each step."""
+    import copy
+
+    import mindspore as ms
+    import torch
+    import torch.nn.functional as F
+
+    from .backends.mindspore_train import TrainStep
+
+    net = copy.deepcopy(torch_model.net).train()
+    groups = [
+        {"params": [p for n, p in net.named_parameters() if _trainable(n) and n.startswith("pretrained.")], "lr": lr},
+        {"params": [p for n, p in net.named_parameters() if _trainable(n) and n.startswith("scratch.")], "lr": 10 * lr},
+    ]
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    text_t = torch_model.text_features(labels)
+    step = TrainStep(ms_model.net, lr, steps_per_epoch=len(batches), max_epochs=1, momentum=momentum,
+                     weight_decay=weight_decay, mode=ms_model.mode)
+    text_m = ms_model.text_features(labels)
+    start = {n: p.detach().numpy().copy() for n, p in net.named_parameters() if _trainable(n)}
+
+    rows = []
+    for k, (images, target) in enumerate(batches, 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss_t = F.cross_entropy(net(torch.from_numpy(images), text_t), torch.from_numpy(target).long(), ignore_index=-1)
+        loss_t.backward()
+        optimizer.step()
+        loss_m, _, _ = step(ms.Tensor.from_numpy(images), ms.Tensor(target.astype(np.int32)), text_m)
+        tol = STAGE_TOL if k == 1 else STEP_LOSS_TOL
+        rows.append(norm_row(f"step {k} loss", np.array([loss_t.item()]), np.array([float(loss_m)]), tol=tol))
+        now_m = ms_model.state_dict()
+        names = sorted(start)
+        update_t = np.concatenate([(dict(net.named_parameters())[n].detach().numpy() - start[n]).ravel() for n in names])
+        update_m = np.concatenate([(now_m[n] - start[n]).ravel() for n in names])
+        rows.append(norm_row(f"step {k} weight update ({len(names)} tensors)", update_t, update_m, tol=STEP_UPDATE_TOL))
+    ms_model.net.set_train(False)
+    return rows
+
+
+def random_batches(steps: int, batch: int, size: Tuple[int, int], n_labels: int, seed: int):
+    """Images (normalised range) and targets with about 10 % ignored pixels, one batch per step."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(steps):
+        images = rng.uniform(-1, 1, (batch, 3) + size).astype(np.float32)
+        target = rng.randint(0, n_labels, (batch,) + size)
+        target[rng.uniform(size=target.shape) < 0.1] = -1
+        out.append((images, target))
+    return out
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    from .errors import LangSegError
+
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) <= 0:
+        raise LangSegError(f"--size {text!r} is not a size: use e.g. 384 or 384x480 (height x width)")
+    return (parts[0], parts[-1])
+
+
+def build_pair(weights: Optional[str], backbone: Optional[str], seed: int, ms_mode: Optional[str] = None):
+    """Both backends from the same weights: a checkpoint, or one random initialisation converted across."""
+    from .api import load_model
+    from .backends.mindspore_backend import MindSporeModel
+    from .errors import LangSegError
+
+    if weights is None and backbone is None:
+        raise LangSegError("pass --backbone (random weights) or --weights CKPT")
+    torch_model = load_model(weights, backend="torch", backbone=backbone, seed=seed)
+    if weights is None:
+        ms_model = MindSporeModel(torch_model.options, state=torch_model.state_dict(), mode=ms_mode,
+                                  what="the torch model's random weights")
+    else:
+        ms_model = load_model(weights, backend="mindspore", backbone=backbone, ms_mode=ms_mode)
+    return torch_model, ms_model
+
+
+def perturb(ms_model, spec: str) -> str:
+    """Add noise (``SCALE`` x the tensor's std, default 0.05) to one MindSpore tensor, named as in torch:
+    a check that the comparison catches a wrong weight."""
+    import mindspore as ms
+
+    from .backends.mindspore_backend import load_into, named_parameters
+    from .convert import ms_to_torch_name
+    from .errors import LangSegError
+
+    name, _, scale = spec.partition("=")
+    scale = float(scale) if scale else 0.05
+    for ms_name, param in named_parameters(ms_model.net):
+        if ms_to_torch_name(ms_name) == name:
+            value = param.asnumpy()
+            noise = np.random.RandomState(0).randn(*value.shape) * scale * (float(value.std()) or 1.0)
+            param.set_data(ms.Tensor((value + noise).astype(value.dtype)))
+            return name
+    raise LangSegError(f"--perturb: no MindSpore tensor is named {name!r} (use torch names, e.g. scratch.head1.weight)")
+
+
+def run(torch_model, ms_model, labels: Sequence[str], size: Tuple[int, int], batch: int, steps: int,
+        seed: int, lr: float) -> Dict[str, List[Row]]:
+    from .backends.mindspore_backend import load_into
+
+    rng = np.random.RandomState(seed)
+    images = rng.uniform(-1, 1, (batch, 3) + size).astype(np.float32)
+    target = rng.randint(0, len(labels), (batch,) + size)
+    target[rng.uniform(size=target.shape) < 0.1] = -1
+    sections = {"forward": forward_rows(torch_model, ms_model, images, labels)}
+    initial = ms_model.ms_state()
+    sections["backward"] = backward_rows(torch_model, ms_model, images, target, labels)
+    load_into(ms_model.net, initial)  # the backward check ran a training-mode step (BatchNorm statistics)
+    if steps:
+        batches = random_batches(steps, batch, size, len(labels), seed + 1)
+        sections["training"] = training_rows(torch_model, ms_model, batches, labels, lr=lr)
+        load_into(ms_model.net, initial)
+    return sections
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+    import json
+    import time
+
+    from .errors import cli_errors
+    from .labels import parse_labels
+
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.parity", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default=None, help="e.g. clip_vitb32_384; with --weights, overrides the checkpoint's")
+    parser.add_argument("--weights", default=None, help="checkpoint (torch Lightning or MindSpore); default: random weights")
+    parser.add_argument("--size", default="384", help="input size, 384 or HxW (multiples of the patch size)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--labels", default="plant,grass,cat,stone,other",
+                        help="comma-separated label set, a file with one label per line, or 'default' (ADE20K's 150)")
+    parser.add_argument("--steps", type=int, default=10, help="training steps to compare (0: none)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="SGD learning rate of the backbone (decoder: 10x); default upstream's 0.004 / 16 * batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--perturb", default=None, metavar="NAME[=SCALE]",
+                        help="add noise to one MindSpore tensor first (checks that the comparison fails)")
+
+    @cli_errors
+    def run_cli(args) -> int:
+        start = time.perf_counter()
+        labels = parse_labels(args.labels)
+        size = parse_size(args.size)
+        torch_model, ms_model = build_pair(args.weights, args.backbone, args.seed)
+        if args.perturb:
+            perturb(ms_model, args.perturb)
+        lr = args.lr if args.lr is not None else 0.004 / 16 * args.batch
+        sections = run(torch_model, ms_model, labels, size, args.batch, args.steps, args.seed, lr)
+        rows = [row for part in sections.values() for row in part]
+        failed = [row for row in rows if not row.ok]
+        print(f"backbone {torch_model.options.backbone}, weights {args.weights or 'random (seed %d)' % args.seed}, "
+              f"{size[0]}x{size[1]}, batch {args.batch}, {len(labels)} labels, {args.steps} steps at lr {lr:g}")
+        for name, part in sections.items():
+            print(f"\n[{name}]\n{format_table(part)}")
+        summary = f"{len(rows) - len(failed)}/{len(rows)} rows pass ({time.perf_counter() - start:.0f} s)"
+        print("\n" + summary)
+        for row in failed:
+            print(f"FAIL: {row.name}: relative {row.rel:.3e} > tolerance {row.tol:.1e}")
+        if args.json:
+            report = {
+                "backbone": torch_model.options.backbone, "weights": args.weights, "size": list(size),
+                "batch": args.batch, "labels": labels, "steps": args.steps, "lr": lr, "seed": args.seed, "perturb": args.perturb,
+                "passed": not failed,
+                "sections": {name: [asdict(row) for row in part] for name, part in sections.items()},
+            }
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+        return 1 if failed else 0
+
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
