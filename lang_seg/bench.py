@@ -48,17 +48,29 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict
     return {"median_s": statistics.median(times), "min_s": min(times), "warmup_s": first, "repeats": repeats}
 
 
+def inputs(size: int, batch: int, n_labels: int):
+    from .labels import ade20k_labels
+
+    rng = np.random.RandomState(0)
+    images = rng.randn(batch, 3, size, size).astype(np.float32)
+    target = rng.randint(-1, n_labels, (batch, size, size))
+    return images, target, ade20k_labels()[:n_labels]
+
+
+def run_lightning_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int,
+                         warmup: int, demo_repeats: int = 1) -> dict:
+    images, target, labels = inputs(size, batch, n_labels)
+    step, handoff = lightning_step(backend, backbone, images, target, labels, repeats, warmup)
+    return {ROWS[5]: step, HANDOFF: handoff,
+            "lightning_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int, warmup: int,
                demo_repeats: int = 1) -> dict:
     import torch
 
-    from .labels import ade20k_labels
-
     torch.manual_seed(0)
-    rng = np.random.RandomState(0)
-    images = rng.randn(batch, 3, size, size).astype(np.float32)
-    target = rng.randint(-1, n_labels, (batch, size, size))
-    labels = ade20k_labels()[:n_labels]
+    images, target, labels = inputs(size, batch, n_labels)
 
     from .backends.torch_backend import TorchModel
     from .config import NetOptions
@@ -130,8 +142,6 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
     results[ROWS[4]] = _median_seconds(train_step_reencoded, repeats, warmup)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results[ROWS[6]] = demo_seconds(model, demo_repeats, size)
-    del model
-    results[ROWS[5]], results[HANDOFF] = lightning_step(backend, backbone, images, target, labels, repeats, warmup)
     return results
 
 
@@ -242,24 +252,30 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--demo_repeats", type=int, default=1, help="timed runs of the (long) demo row")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=("model", "lightning"), default="model", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     config = dict(backbone=args.backbone, size=args.size, batch=args.batch, n_labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, demo_repeats=args.demo_repeats)
     if args.worker:
-        print("BENCH " + json.dumps(run_worker(args.worker, **config)))
+        worker = run_worker if args.part == "model" else run_lightning_worker
+        print("BENCH " + json.dumps(worker(args.worker, **config)))
         return 0
     result = dict(backbone=args.backbone, size=args.size, batch=args.batch, labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, machine=machine())
+    # MindSpore frees no compiled graph within a process: the Lightning step gets a process of its own
     for backend in ("torch", "mindspore"):
-        cmd = [sys.executable, "-m", "lang_seg.bench", "--worker", backend] + [
-            a for k, v in vars(args).items() if k not in ("worker", "json") for a in (f"--{k}", str(v))
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"error: {backend} benchmark failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        result[backend] = json.loads(line[len("BENCH "):])
+        result[backend] = {}
+        for part in ("model", "lightning"):
+            cmd = [sys.executable, "-m", "lang_seg.bench", "--worker", backend, "--part", part] + [
+                a for k, v in vars(args).items() if k not in ("worker", "part", "json") for a in (f"--{k}", str(v))
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+            if proc.returncode != 0 or line is None:
+                print(f"error: {backend} benchmark ({part}) failed with status {proc.returncode}:\n"
+                      f"{proc.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            result[backend].update(json.loads(line[len("BENCH "):]))
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as f:
