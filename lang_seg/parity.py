@@ -202,6 +202,8 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     text_m = ms_model.text_features(labels)
     start = {n: p.detach().numpy().copy() for n, p in net.named_parameters() if _trainable(n)}
 
+    params = dict(net.named_parameters())
+    names = sorted(start)
     rows = []
     for k, (images, target) in enumerate(batches, 1):
         optimizer.zero_grad(set_to_none=True)
@@ -212,8 +214,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
         tol = STAGE_TOL if k == 1 else STEP_LOSS_TOL
         rows.append(norm_row(f"step {k} loss", np.array([loss_t.item()]), np.array([float(loss_m)]), tol=tol))
         now_m = ms_model.state_dict()
-        names = sorted(start)
-        update_t = np.concatenate([(dict(net.named_parameters())[n].detach().numpy() - start[n]).ravel() for n in names])
+        update_t = np.concatenate([(params[n].detach().numpy() - start[n]).ravel() for n in names])
         update_m = np.concatenate([(now_m[n] - start[n]).ravel() for n in names])
         rows.append(norm_row(f"step {k} weight update ({len(names)} tensors)", update_t, update_m, tol=STEP_UPDATE_TOL))
     ms_model.net.set_train(False)
@@ -266,7 +267,7 @@ def perturb(ms_model, spec: str) -> str:
     a check that the comparison catches a wrong weight."""
     import mindspore as ms
 
-    from .backends.mindspore_backend import load_into, named_parameters
+    from .backends.mindspore_backend import named_parameters
     from .convert import ms_to_torch_name
     from .errors import LangSegError
 
@@ -285,10 +286,7 @@ def run(torch_model, ms_model, labels: Sequence[str], size: Tuple[int, int], bat
         seed: int, lr: float) -> Dict[str, List[Row]]:
     from .backends.mindspore_backend import load_into
 
-    rng = np.random.RandomState(seed)
-    images = rng.uniform(-1, 1, (batch, 3) + size).astype(np.float32)
-    target = rng.randint(0, len(labels), (batch,) + size)
-    target[rng.uniform(size=target.shape) < 0.1] = -1
+    [(images, target)] = random_batches(1, batch, size, len(labels), seed)
     sections = {"forward": forward_rows(torch_model, ms_model, images, labels)}
     initial = ms_model.ms_state()
     sections["backward"] = backward_rows(torch_model, ms_model, images, target, labels)
