@@ -187,7 +187,8 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
 
     from data.ade20k import ADE20KSegmentation
     from lang_seg.evaluate import MultiScaleEvaluator
-    from lang_seg.images import atomic_write, save_palette_png
+    from lang_seg.files import atomic_write
+    from lang_seg.images import save_palette_png
     from lang_seg.labels import ade20k_labels
     from lang_seg.metrics import SegmentationMetric
 

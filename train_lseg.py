@@ -98,10 +98,8 @@ def main(argv=None) -> int:
     import pytorch_lightning as pl
 
     from data.datamodule import SegmentationDataModule
-    from modules.callbacks import FiniteLoss, FitSummary, default_checkpoints
-    from modules.checkpoint_io import AtomicCheckpointIO
-    from modules.cli import default_loggers
     from modules.lseg_module import LSegModule
+    from modules.trainer import LOG_ROOT, lightning_accumulation, trainer_arguments
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
@@ -117,20 +115,16 @@ def main(argv=None) -> int:
         weight_decay=args.weight_decay, momentum=args.momentum, ignore_index=args.ignore_index,
         backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches,
     )
-    exp_dir = os.path.join("checkpoints", args.exp_name)
+    exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     if resume is not None and not os.path.isfile(resume):
         raise LangSegError(f"checkpoint {resume} does not exist: check --resume")
-    loggers = default_loggers(args.exp_name)
-    checkpoints = default_checkpoints(os.path.join(loggers[0].log_dir, "checkpoints"))
-    trainer = pl.Trainer(
+    trainer = pl.Trainer(**trainer_arguments(args.exp_name, dict(
         max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
         devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        logger=loggers, callbacks=[*checkpoints, FiniteLoss(), FitSummary()], default_root_dir=exp_dir,
-        plugins=[AtomicCheckpointIO()],
-        accumulate_grad_batches=args.accumulate_grad_batches if args.backend == "torch" else 1,
+        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
-    )
+    )))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     return 0
 

@@ -4,12 +4,29 @@ from __future__ import annotations
 import warnings
 from typing import Optional
 
+from typing import Dict
+
+import numpy as np
+
 from .checkpoint import infer_options, read_checkpoint
-from .config import BACKBONES, NetOptions
+from .config import BACKBONES, BACKENDS, NetOptions, check_backend
 from .errors import LangSegError
 from .model import SegModel
 
-BACKENDS = ("torch", "mindspore")
+__all__ = ["load_model", "initial_state", "BACKENDS"]
+
+
+def initial_state(options: NetOptions, pretrained: bool = False, seed: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """The torch reference's initial weights (random from ``seed``, or CLIP/timm's pretrained ones) under
+    torch names: what both backends start from, so that one seed gives identical weights on either."""
+    import torch
+
+    from modules.models.lseg_net import LSegNet
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    net = LSegNet(options, pretrained=pretrained)
+    return {k: v.detach().numpy() for k, v in net.state_dict().items()}
 
 
 def load_model(
@@ -31,16 +48,15 @@ def load_model(
     device: 'cpu', 'cuda'/'gpu' or 'gpu:N'.
     pretrained: with ``weights=None``, start from CLIP and timm's pretrained
         weights (downloads them, or reads their caches).
-    seed: with ``weights=None``, seed torch's generator before the random
-        initialisation; both backends initialise through the torch reference, so
+    seed: with ``weights=None``, seed the random initialisation; both backends
+        start from the torch reference's initial weights (``initial_state``), so
         the same seed gives the same weights on either.
     ms_mode: MindSpore execution, 'graph' (compiled, the default) or 'eager'
         (debugging); the environment variable LANGSEG_MS_MODE sets the default.
     options: other network options (features, readout, use_bn, arch_option,
         block_depth, activation, half_logits), overriding the checkpoint's.
     """
-    if backend not in BACKENDS:
-        raise LangSegError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     unknown = set(options) - set(NetOptions.__dataclass_fields__)
     if unknown:
         raise LangSegError(f"unknown option(s) {', '.join(sorted(unknown))}: known are {', '.join(NetOptions.__dataclass_fields__)}")
@@ -51,25 +67,22 @@ def load_model(
         if backbone is None:
             raise LangSegError("pass backbone=... when weights=None (random initialisation), e.g. 'clip_vitb32_384'")
         net_options = NetOptions(backbone=backbone, **options)
-        state = None
-        if seed is not None:
-            import torch
-
-            torch.manual_seed(seed)
+        state = initial_state(net_options, pretrained, seed)
+        what = "initial weights"
     else:
         ckpt = read_checkpoint(weights)
         net_options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=backbone, **options)
         state = ckpt.state
-    what = f"checkpoint {weights}"
+        what = f"checkpoint {weights}"
 
     if backend == "torch":
         from .backends.torch_backend import TorchModel
 
-        model = TorchModel(net_options, device, state=state, pretrained=pretrained, what=what)
+        model = TorchModel(net_options, device, state=state, what=what)
     else:
         from .backends.mindspore_backend import MindSporeModel
 
-        model = MindSporeModel(net_options, device, state=state, pretrained=pretrained, what=what, mode=ms_mode)
+        model = MindSporeModel(net_options, device, state=state, what=what, mode=ms_mode)
     if model.unused_keys:
         warnings.warn(
             f"{len(model.unused_keys)} checkpoint tensors are not used by LSeg and were skipped "

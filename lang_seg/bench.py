@@ -69,16 +69,12 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
                demo_repeats: int = 1) -> dict:
     import torch
 
-    torch.manual_seed(0)
+    from .api import load_model
+
     images, target, labels = inputs(size, batch, n_labels)
-
-    from .backends.torch_backend import TorchModel
-    from .config import NetOptions
-
-    options = NetOptions(backbone)
+    model = load_model(None, backend=backend, backbone=backbone, seed=0)
     results: Dict[str, dict] = {}
     if backend == "torch":
-        model = TorchModel(options)
         net = model.net
 
         def encode():
@@ -109,10 +105,7 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
     else:
         import mindspore as ms
 
-        from .backends.mindspore_backend import MindSporeModel
         from .backends.mindspore_train import LossAndGrad
-
-        model = MindSporeModel(options)
 
         def encode():
             return model._encode_text(labels).asnumpy()
@@ -124,7 +117,7 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
 
         def forward():
             model.net.set_train(False)
-            return model._compiled_forward(x, text).asnumpy()
+            return model.forward_tensor(x, text).asnumpy()
 
         def train_step(text_features=None):
             loss, _, grads = step(x, y, text if text_features is None else text_features)

@@ -69,32 +69,15 @@ class MindSporeBridge:
         return loss_t, out_t, stepped
 
     def eval_batch(self, images: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
-        self.model.net.set_train(False)
         x, _ = self._in(images)
-        return self._out(self.model._compiled_forward(x, self.model.text_features(labels)))[0]
+        return self._out(self.model.forward_tensor(x, self.model.text_features(labels)))[0]
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         return self.model.state_dict()
 
-    def _optimizer_slots(self):
-        """``{key: Parameter}`` of the optimizer state, keyed by torch parameter names."""
-        from .backends.mindspore_train import parameter_names
-        from .convert import ms_to_torch_name
-
-        opt, step = self.step.optimizer, self.step
-        path = parameter_names(self.model.net)
-        names = [ms_to_torch_name(path[id(p)]) for p in opt._parameters]
-        slots = {f"momentum.{n}": p for n, p in zip(names, opt.accum)}
-        # MindSpore's `stat` flag: 1 until the tensor's first update (then the momentum buffer starts as the gradient)
-        slots.update({f"fresh.{n}": p for n, p in zip(names, opt.stat)})
-        if step.accumulate > 1:
-            grad_names = [ms_to_torch_name(n) for n in step.loss_and_grad.names]
-            slots.update({f"grad_sum.{n}": p for n, p in zip(grad_names, step.grad_sums)})
-        return slots
-
     def optimizer_state(self) -> Dict[str, np.ndarray]:
         """Momentum buffers, first-step flags, step counters and any pending gradient sums, by parameter name."""
-        state = {key: p.asnumpy() for key, p in self._optimizer_slots().items()}
+        state = {key: p.asnumpy() for key, p in self.step.optimizer_slots().items()}
         state["global_step"] = self.step.optimizer.global_step.asnumpy()
         state["micro_step"] = np.array(self.step.micro_step)
         return state
@@ -103,41 +86,10 @@ class MindSporeBridge:
         """Restore ``optimizer_state()``'s dict; tensors it lacks start fresh (no momentum yet)."""
         import mindspore as ms
 
-        for key, param in self._optimizer_slots().items():
+        for key, param in self.step.optimizer_slots().items():
             fresh_default = 1.0 if key.startswith("fresh.") else 0.0
             value = state[key] if key in state else np.full(param.shape, fresh_default, np.float32)
             param.set_data(ms.Tensor(np.asarray(value, np.float32).reshape(param.shape)))
         self.step.optimizer.global_step.set_data(
             ms.Tensor(np.asarray(state["global_step"]).reshape(self.step.optimizer.global_step.shape).astype(np.int32)))
         self.step.micro_step = int(state.get("micro_step", 0))
-
-
-class MindSporeOptimizer(torch.optim.Optimizer):
-    """What Lightning sees of MindSpore's SGD.
-
-    The update itself runs inside MindSpore's compiled step; ``step()`` only lets
-    Lightning count it (``global_step``, ``max_steps``), and ``state_dict`` /
-    ``load_state_dict`` carry MindSpore's optimizer state (momentum, step
-    counters) through Lightning's own checkpoints.
-    """
-
-    def __init__(self, params, owner):
-        super().__init__(params, defaults={})
-        self._owner = owner  # the LightningModule, which holds the bridge
-
-    def step(self, closure=None):
-        return closure() if closure is not None else None
-
-    def zero_grad(self, set_to_none: bool = True):
-        pass
-
-    def state_dict(self):
-        bridge = self._owner.bridge
-        if bridge is None or bridge.step is None:
-            return {"mindspore": None}
-        # torch tensors: Lightning reloads checkpoints with torch.load(weights_only=True)
-        return {"mindspore": {k: torch.from_numpy(np.array(v)) for k, v in bridge.optimizer_state().items()}}
-
-    def load_state_dict(self, state_dict):
-        state = state_dict.get("mindspore")
-        self._owner.restore_ms_optimizer({k: v.numpy() for k, v in state.items()} if state is not None else None)

@@ -7,20 +7,18 @@ the weights' shapes.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
+from .checkpoint_ms import read_mindspore_checkpoint
 from .config import BACKBONES, NetOptions
 from .errors import LangSegError
+from .files import atomic_write
 
-# Stored by upstream, never used by LSeg's forward: CLIP's image tower and logit scale.
-UNUSED_PREFIXES = ("clip_pretrained.visual.", "clip_pretrained.logit_scale")
 NET_PREFIX = "net."
 
 
@@ -52,9 +50,8 @@ def read_checkpoint(path) -> Checkpoint:
     """A torch (Lightning) checkpoint or a MindSpore checkpoint written by this project."""
     path = _check_path(path)
     if not is_torch_file(path):
-        from .convert import read_mindspore_checkpoint
-
-        return read_mindspore_checkpoint(path)
+        state, hparams = read_mindspore_checkpoint(path)
+        return Checkpoint(state, hparams, str(path))
     import torch
 
     try:
@@ -131,48 +128,6 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
     )
 
 
-def match_state(expected: Dict[str, tuple], state: Dict[str, np.ndarray], what: str = "checkpoint",
-                extra_ok: Callable[[str], bool] = lambda key: key.startswith(UNUSED_PREFIXES)) -> List[str]:
-    """Strict key and shape check of ``state`` against ``{name: shape}``.
-
-    Keys for which ``extra_ok`` holds may be present without being expected;
-    returns them sorted. Anything else missing, unexpected or misshapen is an error.
-    """
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected and not extra_ok(k)]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        raise LangSegError(
-            f"{what} does not fit the network: {', '.join(parts)}; is it for another backbone or options?"
-        )
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != tuple(shape):
-            raise LangSegError(
-                f"{what} does not fit the network: {key} has shape {tuple(state[key].shape)}, "
-                f"expected {tuple(shape)}; is it for another backbone or features size?"
-            )
-    return sorted(k for k in state if k not in expected)
-
-
-def atomic_save(write, path, suffix: str = ".tmp") -> None:
-    """Call ``write(tmp_path)`` and rename to ``path``: never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_checkpoint(path, state: Dict[str, np.ndarray], options: NetOptions, extra: Optional[dict] = None) -> None:
     """A Lightning-style torch checkpoint that both backends (and upstream's key layout) read."""
     import torch
@@ -182,4 +137,4 @@ def save_checkpoint(path, state: Dict[str, np.ndarray], options: NetOptions, ext
     hparams = dict(payload.get("hyper_parameters") or {})
     hparams.update(options.to_dict())
     payload["hyper_parameters"] = hparams
-    atomic_save(lambda tmp: torch.save(payload, tmp), path)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))

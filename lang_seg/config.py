@@ -16,6 +16,15 @@ import numpy as np
 
 from .errors import LangSegError
 
+BACKENDS = ("torch", "mindspore")
+
+# What ``forward_stages`` returns on both backends (the parity checks compare them by name), in forward order.
+STAGES = (
+    "layer_1", "layer_2", "layer_3", "layer_4",
+    "path_4", "path_3", "path_2", "path_1",
+    "image_features", "logits", "out",
+)
+
 # exp(log(1/0.07)) in float32, as upstream computes it; a constant (upstream never optimises it)
 LOGIT_SCALE = float(np.exp(np.float32(np.log(1 / 0.07)), dtype=np.float32))
 
@@ -85,6 +94,22 @@ BACKBONES: Dict[str, BackboneConfig] = {
         (4, 2, 1, 0.5),
     ),
 }
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise LangSegError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def check_image_size(height: int, width: int, patch_size: int) -> None:
+    """Both nets take images whose sides are multiples of the ViT's patch size."""
+    if height <= 0 or width <= 0 or height % patch_size or width % patch_size:
+        fit = [max(patch_size, round(side / patch_size) * patch_size) for side in (height, width)]
+        raise LangSegError(
+            f"image size {height}x{width} is not a multiple of the patch size {patch_size}: "
+            f"resize or pad it to e.g. {fit[0]}x{fit[1]}"
+        )
+
 
 READOUTS = ("ignore", "add", "project")
 ACTIVATIONS = ("relu", "lrelu", "tanh")

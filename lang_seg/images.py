@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LangSegError
+from .files import atomic_write
 
 NORM_MEAN = 0.5
 NORM_STD = 0.5
@@ -109,28 +110,6 @@ def palette() -> np.ndarray:
     import imgviz
 
     return imgviz.label_colormap()
-
-
-def atomic_write(path, write) -> None:
-    """``write(tmp_path)`` then rename: no half-written file is ever left under ``path``; the file gets
-    the usual permissions (umask), not the temporary file's private ones."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_palette_png(label_map: np.ndarray, path) -> None:

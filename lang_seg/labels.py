@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 from .errors import LangSegError
 
-LABEL_DIR = Path(__file__).resolve().parent.parent / "label_files"
+ADE20K_FILE = "ade20k_objectInfo150.txt"
 
 
 def _clip_tokenizer():
@@ -32,7 +32,9 @@ def read_label_file(path) -> List[str]:
 
 
 def ade20k_labels() -> List[str]:
-    return read_label_file(LABEL_DIR / "ade20k_objectInfo150.txt")
+    from label_files import LABEL_DIR  # package data: found in a wheel or non-editable install too
+
+    return read_label_file(LABEL_DIR / ADE20K_FILE)
 
 
 def parse_labels(label_src: str) -> List[str]:

@@ -5,19 +5,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import NetOptions
+from .config import NetOptions, check_image_size
 from .errors import LangSegError
 from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, segment
 from .labels import check_labels
-
-
-def check_image_size(height: int, width: int, patch_size: int) -> None:
-    if height <= 0 or width <= 0 or height % patch_size or width % patch_size:
-        fit = [max(patch_size, round(side / patch_size) * patch_size) for side in (height, width)]
-        raise LangSegError(
-            f"image size {height}x{width} is not a multiple of the patch size {patch_size}: "
-            f"resize or pad it to e.g. {fit[0]}x{fit[1]}"
-        )
 
 
 def check_images(images, patch_size: int) -> np.ndarray:

@@ -172,12 +172,6 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
     return rows
 
 
-def _trainable(name: str) -> bool:
-    from .backends.mindspore_train import TRAINABLE_PREFIXES, UNREACHED_PREFIXES
-
-    return name.startswith(TRAINABLE_PREFIXES) and not name.startswith(UNREACHED_PREFIXES)
-
-
 def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: float = 2.5e-4, momentum: float = 0.9,
                   weight_decay: float = 1e-4) -> List[Row]:
     """``len(batches)`` SGD steps on both backends from the same weights (upstream's groups: backbone at
@@ -189,6 +183,10 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     import torch.nn.functional as F
 
     from .backends.mindspore_train import TrainStep
+    from .names import is_trained
+
+    def _trainable(name: str) -> bool:
+        return is_trained(name, torch_model.options)
 
     net = copy.deepcopy(torch_model.net).train()
     groups = [
@@ -246,19 +244,14 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def build_pair(weights: Optional[str], backbone: Optional[str], seed: int, ms_mode: Optional[str] = None):
-    """Both backends from the same weights: a checkpoint, or one random initialisation converted across."""
+    """Both backends from the same weights: a checkpoint, or one seeded random initialisation."""
     from .api import load_model
-    from .backends.mindspore_backend import MindSporeModel
     from .errors import LangSegError
 
     if weights is None and backbone is None:
         raise LangSegError("pass --backbone (random weights) or --weights CKPT")
     torch_model = load_model(weights, backend="torch", backbone=backbone, seed=seed)
-    if weights is None:
-        ms_model = MindSporeModel(torch_model.options, state=torch_model.state_dict(), mode=ms_mode,
-                                  what="the torch model's random weights")
-    else:
-        ms_model = load_model(weights, backend="mindspore", backbone=backbone, ms_mode=ms_mode)
+    ms_model = load_model(weights, backend="mindspore", backbone=backbone, seed=seed, ms_mode=ms_mode)
     return torch_model, ms_model
 
 
@@ -268,8 +261,8 @@ def perturb(ms_model, spec: str) -> str:
     import mindspore as ms
 
     from .backends.mindspore_backend import named_parameters
-    from .convert import ms_to_torch_name
     from .errors import LangSegError
+    from .names import ms_to_torch_name
 
     name, _, scale = spec.partition("=")
     scale = float(scale) if scale else 0.05

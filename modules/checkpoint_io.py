@@ -1,25 +1,17 @@
-"""Checkpoint writes that never leave a half-written file behind."""
+"""Lightning's checkpoint writes through the project's one atomic write (``lang_seg.files``)."""
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from lang_seg.files import atomic_write
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to ``<path>.tmp-<pid>`` beside the target, then rename over it.
-
-    A run killed mid-write leaves the previous ``last.ckpt`` intact (a rename
-    within one folder is atomic on POSIX and Windows).
-    """
+    """A run killed mid-write leaves the previous ``last.ckpt`` intact: the checkpoint goes to a
+    temporary name beside the target, is flushed to disk, then renamed over it."""
 
     def save_checkpoint(self, checkpoint: Dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options=storage_options)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write = super().save_checkpoint
+        atomic_write(path, lambda tmp: write(checkpoint, tmp, storage_options=storage_options))

@@ -12,39 +12,16 @@ accumulation is used for torch).
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-from typing import List, Optional
+from typing import Optional
 
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from data.datamodule import SegmentationDataModule
 
-from .callbacks import FiniteLoss, FitSummary, default_checkpoints
-from .checkpoint_io import AtomicCheckpointIO
 from .lseg_module import LSegModule
+from .trainer import lightning_accumulation, trainer_arguments
 
-LOG_ROOT = "checkpoints"
 DEFAULT_EPOCHS = 1000  # Lightning's own default when neither max_epochs nor max_steps is set
-
-
-def tensorboard_available() -> bool:
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
-
-
-def default_loggers(exp_name: str) -> List[Logger]:
-    """CSV under ``checkpoints/<exp_name>/version_<N>/``, TensorBoard beside it when installed."""
-    csv = CSVLogger(LOG_ROOT, name=exp_name)
-    loggers: List[Logger] = [csv]
-    if tensorboard_available():
-        loggers.append(TensorBoardLogger(LOG_ROOT, name=exp_name, version=csv.version, default_hp_metric=False))
-    return loggers
-
-
-def trainer_accumulation(backend: str, accumulate: int) -> int:
-    return accumulate if backend == "torch" else 1
 
 
 def schedule_epochs(max_epochs: Optional[int]) -> int:
@@ -55,7 +32,6 @@ class LSegCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
         super().__init__(
             LSegModule, SegmentationDataModule, args=args, run=run, auto_configure_optimizers=False,
-            trainer_defaults={"callbacks": [FiniteLoss(), FitSummary()]},
             save_config_kwargs={"overwrite": True},
         )
 
@@ -64,20 +40,11 @@ class LSegCLI(LightningCLI):
         parser.link_arguments("data.batch_size", "model.batch_size")
         parser.link_arguments("trainer.max_epochs", "model.max_epochs", compute_fn=schedule_epochs)
         parser.link_arguments(("model.backend", "model.accumulate_grad_batches"), "trainer.accumulate_grad_batches",
-                              compute_fn=trainer_accumulation)
+                              compute_fn=lightning_accumulation)
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
-        exp_name = self._get(self.config_init, "exp_name")
-        if config.get("logger") is None:
-            kwargs["logger"] = default_loggers(exp_name)
-        if not config.get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
-        if config.get("default_root_dir") is None:
-            kwargs["default_root_dir"] = os.path.join(LOG_ROOT, exp_name)
-        callbacks = list(config.get("callbacks") or [])
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks) and config.get("enable_checkpointing", True) is not False:
-            kwargs["callbacks"] = callbacks + default_checkpoints()
+        kwargs = trainer_arguments(self._get(self.config_init, "exp_name"), {**config, **kwargs})
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self):

@@ -14,9 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lang_seg.api import BACKENDS
-from lang_seg.config import NetOptions
-from lang_seg.errors import LangSegError
+from lang_seg.config import NetOptions, check_backend
 from lang_seg.labels import ade20k_labels
 
 from .lsegmentation_module import LSegmentationModule
@@ -31,8 +29,7 @@ class LSegModule(LSegmentationModule):
                  batch_size: int = 1, max_epochs: int = 200, weight_decay: float = 1e-4, momentum: float = 0.9,
                  ignore_index: int = -1, backend: str = "torch", accumulate_grad_batches: int = 1,
                  ms_mode: Optional[str] = None):
-        if backend not in BACKENDS:
-            raise LangSegError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        check_backend(backend)
         labels = list(labels) if labels is not None else ade20k_labels()
         super().__init__(base_lr=base_lr, batch_size=batch_size, max_epochs=max_epochs, weight_decay=weight_decay,
                          momentum=momentum, ignore_index=ignore_index, num_classes=len(labels))
@@ -99,7 +96,7 @@ class LSegModule(LSegmentationModule):
 
     def configure_optimizers(self):
         if self.backend == "mindspore":
-            from lang_seg.bridge import MindSporeOptimizer
+            from .mindspore_optimizer import MindSporeOptimizer
 
             # MindSpore's SGD runs inside the bridge; Lightning counts its steps and saves its state
             return MindSporeOptimizer(self.parameter_groups(), self)

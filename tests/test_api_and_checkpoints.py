@@ -75,6 +75,7 @@ def test_not_a_checkpoint(tmp_path):
         lang_seg.load_model(str(tmp_path / "other.ckpt"))
 
 
+@pytest.mark.slow
 def test_demo_writes_both_label_maps(tmp_path, capsys):
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--labels", "person,dog,other"]) == 0

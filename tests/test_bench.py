@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lang_seg.bench import ROWS
 
 
+@pytest.mark.slow
 def test_bench_quick_mode_reports_every_row(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "lang_seg.bench", "--backbone", "tiny_vitl16", "--size", "64", "--labels", "20",

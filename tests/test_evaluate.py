@@ -298,6 +298,7 @@ def test_eval_gives_the_same_figures_on_both_backends(workdir, capsys, fitted_ck
 
 # -- test_lseg.py: the label-set demo -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_demo_writes_its_files_on_both_backends_and_they_agree(workdir, capsys, fitted_ckpt, photo):
     maps = {}
     for backend in ("torch", "mindspore"):

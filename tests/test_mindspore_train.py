@@ -33,7 +33,7 @@ def torch_losses(net, batches, text, lr, steps_per_epoch, max_epochs, accumulate
     return np.array(losses)
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
+@pytest.mark.parametrize("accumulate", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_training_steps_match_torch(accumulate):
     import mindspore as ms
 

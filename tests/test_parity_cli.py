@@ -1,11 +1,14 @@
 """`python -m lang_seg.parity` as users run it: passes on a small configuration, fails on a wrong weight."""
 import json
 
+import pytest
+
 from lang_seg import parity
 
 QUICK = ["--backbone", "tiny_vitl16", "--size", "96x64", "--batch", "2", "--steps", "3"]
 
 
+@pytest.mark.slow
 def test_parity_command_passes_and_writes_json(tmp_path, capsys):
     out = tmp_path / "parity.json"
     assert parity.main(QUICK + ["--json", str(out)]) == 0

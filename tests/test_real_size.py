@@ -11,6 +11,7 @@ from lang_seg.parity import format_table, forward_rows
 from .helpers import images, nontrivial_state
 
 
+@pytest.mark.slow
 def test_clip_vitb32_384_forward_stages_match_at_384():
     import torch
 

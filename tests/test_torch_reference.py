@@ -7,7 +7,7 @@ import torch
 
 import lang_seg
 from lang_seg import BACKBONES, LangSegError, NetOptions
-from lang_seg.checkpoint import UNUSED_PREFIXES
+from lang_seg.names import UNUSED_PREFIXES
 from modules.models.lseg_net import LSegNet, STAGES
 
 from .helpers import FIXTURES, LABELS, TINY_SIZES, images

@@ -21,12 +21,12 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("mindspore", marks=pytest.mark.slow)])
 def test_train_writes_logs_and_checkpoint_then_resumes(workdir, capsys, backend):
     assert train_lseg.main(["--exp_name", "run", "--backend", backend, "--max_steps", "4"] + QUICK) == 0
     out = capsys.readouterr().out
     last = workdir / "checkpoints/run/version_0/checkpoints/last.ckpt"
-    assert f"checkpoint: {last}" in out and "train_loss" in out
+    assert f"checkpoint: {last.relative_to(workdir)}" in out and "train_loss" in out
     rows = list(csv.DictReader(open(workdir / "checkpoints/run/version_0/metrics.csv")))
     assert sum(1 for r in rows if r.get("train_loss")) == 4
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -63,6 +63,7 @@ CLI_QUICK = ["--config", "configs/bundled_tiny.yaml", "--data.data_path", str(BU
              "--data.crop_size", "128", "--trainer.enable_progress_bar", "false"]
 
 
+@pytest.mark.slow
 def test_cli_form_with_yaml_config(workdir, capsys):
     """`fit --config configs/bundled_tiny.yaml` (the README's run), then `validate` from its checkpoint on
     the other backend; accumulation and the learning rate follow the config."""
@@ -74,7 +75,7 @@ def test_cli_form_with_yaml_config(workdir, capsys):
     last = version / "checkpoints/last.ckpt"
     assert f"checkpoint: {last.relative_to(workdir)}" in out and "pix_acc" in out
     assert (version / "config.yaml").is_file() and (version / "metrics.csv").is_file()
-    assert not [p for p in version.rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in version.rglob("*") if p.name.endswith(".tmp")]
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     # 24 images, batch 4, 2 batches per step, 2 epochs; lr = base_lr / 16 * batch_size
     assert ckpt["global_step"] == 6 and ckpt["epoch"] == 1

@@ -37,6 +37,7 @@ def fit(backend, tmp_path, max_steps=10, max_epochs=2, accumulate=1, ckpt_path=N
     return module, trainer, np.array(record.losses)
 
 
+@pytest.mark.slow
 def test_mindspore_backend_losses_follow_torch_backend(tmp_path):
     _, _, torch_losses = fit("torch", tmp_path / "t", max_steps=10)
     module, trainer, ms_losses = fit("mindspore", tmp_path / "m", max_steps=10)
@@ -50,6 +51,7 @@ def test_mindspore_backend_losses_follow_torch_backend(tmp_path):
     assert 0 < metrics["pix_acc"] <= 1
 
 
+@pytest.mark.slow
 def test_mindspore_checkpoint_evaluates_in_torch(tmp_path):
     module, trainer, _ = fit("mindspore", tmp_path, max_steps=6)
     path = tmp_path / "ms.ckpt"
@@ -68,6 +70,7 @@ def test_mindspore_checkpoint_evaluates_in_torch(tmp_path):
     assert np.abs(out - ref).max() <= 1e-4 * ref.std()
 
 
+@pytest.mark.slow
 def test_resume_continues_the_uninterrupted_trajectory(tmp_path):
     """Interrupted after epoch 1 and resumed: weights, momentum, schedule and counters come back."""
     _, _, full = fit("mindspore", tmp_path / "full", max_steps=-1, max_epochs=2)
@@ -90,6 +93,7 @@ def validate(ckpt, backend, tmp_path):
     return metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source,other", [("torch", "mindspore"), ("mindspore", "torch")])
 def test_checkpoint_validates_and_resumes_on_the_other_backend(tmp_path, source, other):
     """One epoch on ``source``; its checkpoint gives the same validation metrics on both backends, and the

@@ -1,8 +1,9 @@
 """MindSpore backend: the ported LSegNet, compiled as graphs.
 
-Weights come from the torch side (a checkpoint, or the torch reference's own
-random or pretrained initialisation) through ``lang_seg.convert``, so both
-backends start from identical numbers.
+Weights come from a checkpoint (under torch names, mapped by ``lang_seg.names``)
+or from the MindSpore net's own initialisation; ``lang_seg.load_model`` hands
+over the torch reference's initial weights when both backends must start from
+the same numbers (a seed, or pretrained CLIP/timm weights).
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..config import NetOptions
-from ..convert import torch_to_ms, ms_to_torch
+from ..config import STAGES, NetOptions
 from ..errors import LangSegError
-from ..model import SegModel
+from ..model import SegModel, check_images
+from ..names import is_unused, ms_to_torch, torch_to_ms
 
 _DEVICE: Dict[str, object] = {}
 TEXT_CHUNK = 16
@@ -99,14 +100,6 @@ def ms_parameter_shapes(options: NetOptions) -> List[Tuple[str, tuple]]:
     return [(name, tuple(p.shape)) for name, p in named_parameters(LSegNet(options))]
 
 
-def initial_torch_state(options: NetOptions, pretrained: bool = False) -> Dict[str, np.ndarray]:
-    """The torch reference's initial weights (random, or CLIP/timm pretrained)."""
-    from modules.models.lseg_net import LSegNet as TorchLSegNet
-
-    net = TorchLSegNet(options, pretrained=pretrained)
-    return {k: v.detach().numpy() for k, v in net.state_dict().items()}
-
-
 def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
     import mindspore as ms
 
@@ -127,8 +120,8 @@ class MindSporeModel(SegModel):
     backend = "mindspore"
 
     def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
-                 pretrained: bool = False, what: str = "checkpoint", mode: Optional[str] = None):
-        import mindspore as ms
+                 what: str = "checkpoint", mode: Optional[str] = None):
+        """``state``: weights under torch names; None keeps the MindSpore net's own random initialisation."""
         from modules.models_ms.lseg_net import LSegNet
 
         use_device(device)
@@ -136,14 +129,13 @@ class MindSporeModel(SegModel):
         self.mode = mode or os.environ.get("LANGSEG_MS_MODE", "graph")
         if self.mode not in ("graph", "eager"):
             raise LangSegError(f"unknown MindSpore mode {self.mode!r}: use 'graph' (compiled) or 'eager' (debugging)")
-        if state is None:
-            state = initial_torch_state(options, pretrained)
-            what = "initial weights"
         self.net = LSegNet(options)
-        shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
-        ms_state, self.torch_only = torch_to_ms(state, shapes, options, what)
-        self.unused_keys = sorted(k for k in self.torch_only if k.startswith("clip_pretrained.visual") or k == "clip_pretrained.logit_scale")
-        load_into(self.net, ms_state)
+        self.torch_only: Dict[str, np.ndarray] = {}
+        if state is not None:
+            shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
+            ms_state, self.torch_only = torch_to_ms(state, shapes, options, what)
+            self.unused_keys = sorted(k for k in self.torch_only if is_unused(k))
+            load_into(self.net, ms_state)
         self.net.set_train(False)
 
         net = self.net
@@ -186,19 +178,21 @@ class MindSporeModel(SegModel):
         ]
         return ops.cat(chunks)[: len(labels)]
 
+    def forward_tensor(self, images, text_features):
+        """The compiled eval forward on MindSpore tensors: ``(N, 3, H, W)`` -> ``(N, L, H, W)``."""
+        self.net.set_train(False)
+        return self._compiled_forward(images, text_features)
+
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
         import mindspore as ms
 
-        return self._compiled_forward(ms.Tensor.from_numpy(images), text_features).asnumpy()
+        return self.forward_tensor(ms.Tensor.from_numpy(images), text_features).asnumpy()
 
     def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
-        """Every stage of ``modules.models.lseg_net.STAGES`` as numpy arrays (eval mode)."""
+        """Every stage of ``lang_seg.config.STAGES`` as numpy arrays (eval mode)."""
         import mindspore as ms
-        from modules.models.lseg_net import STAGES
-
-        from ..model import check_images
 
         images = check_images(images, self.patch_size)
         outs = self._compiled_stages(ms.Tensor.from_numpy(images), self.text_features(labels))
-        return dict(zip(STAGES, (o.asnumpy() for o in outs)))
+        return {name: outs[name].asnumpy() for name in STAGES}
 

@@ -7,23 +7,16 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from ..convert import ms_to_torch_name
+from ..names import is_trained, ms_to_torch_name
 from .mindspore_backend import compiler, named_parameters
 
 IGNORE_INDEX = -1
-# upstream's optimizer holds these; the CLIP text tower stays frozen
-TRAINABLE_PREFIXES = ("pretrained.", "scratch.")
-# never reached by the forward (the deepest fusion block has no skip input): torch leaves
-# their gradient None and SGD skips them, so they are not trained here either
-UNREACHED_PREFIXES = ("scratch.refinenet4.resConfUnit1.",)
 
 
 def trainable_parameters(net) -> List[object]:
-    return [
-        p
-        for name, p in named_parameters(net)
-        if name.startswith(TRAINABLE_PREFIXES) and not name.startswith(UNREACHED_PREFIXES) and p.requires_grad
-    ]
+    """What upstream's SGD updates (``lang_seg.names.is_trained``): torch leaves the never-reached
+    tensors' gradients None and SGD skips them, so they are not trained here either."""
+    return [p for name, p in named_parameters(net) if is_trained(name, net.options) and p.requires_grad]
 
 
 def parameter_names(net) -> Dict[int, str]:
@@ -103,7 +96,7 @@ class TrainStep:
         self.optimizer = nn.SGD(groups, learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
         # the optimizer holds the groups' parameters in its own order
         order = {id(p): i for i, p in enumerate(params)}
-        self._perm = [order[id(p)] for p in self.optimizer._parameters]
+        self._perm = [order[id(p)] for p in self.optimizer.parameters]
         self.micro_step = 0
         if accumulate > 1:
             self.grad_sums = ms.ParameterTuple(
@@ -133,6 +126,19 @@ class TrainStep:
         self._step = compile_(step)
         self._accumulate = compile_(accumulate_) if accumulate > 1 else None
         self._apply = compile_(apply) if accumulate > 1 else None
+
+    def optimizer_slots(self) -> Dict[str, object]:
+        """The optimizer's state as ``{key: Parameter}`` under torch parameter names: ``momentum.<name>``
+        (MindSpore's ``accum``), ``fresh.<name>`` (its ``stat``: 1 until the tensor's first update, when the
+        momentum buffer starts as the gradient) and, when accumulating, ``grad_sum.<name>``."""
+        path = parameter_names(self.net)
+        names = [ms_to_torch_name(path[id(p)]) for p in self.optimizer.parameters]
+        slots = {f"momentum.{n}": p for n, p in zip(names, self.optimizer.accum)}
+        slots.update({f"fresh.{n}": p for n, p in zip(names, self.optimizer.stat)})
+        if self.accumulate > 1:
+            grad_names = [ms_to_torch_name(n) for n in self.loss_and_grad.names]
+            slots.update({f"grad_sum.{n}": p for n, p in zip(grad_names, self.grad_sums)})
+        return slots
 
     @property
     def global_step(self) -> int:

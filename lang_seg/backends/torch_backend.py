@@ -6,10 +6,10 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..checkpoint import match_state
 from ..config import NetOptions
 from ..errors import LangSegError
 from ..model import SegModel
+from ..names import match_state
 
 
 def torch_device(device: str) -> torch.device:

@@ -6,14 +6,13 @@ keys load one-to-one (see ``lang_seg.checkpoint``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
 
-from lang_seg.config import LOGIT_SCALE, NetOptions
+from lang_seg.config import LOGIT_SCALE, STAGES, NetOptions, check_image_size
 from lang_seg.labels import tokenize
-from lang_seg.model import check_image_size
 
 from .clip_text import ClipTextEncoder
 from .lseg_blocks import (
@@ -25,12 +24,7 @@ from .lseg_blocks import (
 )
 from .lseg_vit import VitBackbone
 
-
-STAGES = (
-    "layer_1", "layer_2", "layer_3", "layer_4",
-    "path_4", "path_3", "path_2", "path_1",
-    "image_features", "logits", "out",
-)
+__all__ = ["LSegNet", "STAGES"]
 
 
 class LSegNet(nn.Module):
@@ -77,7 +71,7 @@ class LSegNet(nn.Module):
         return logits.view(n, h, w, -1).permute(0, 3, 1, 2)
 
     def forward_stages(self, x: torch.Tensor, text_features: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Every intermediate the parity checks compare, by name (see ``STAGES``)."""
+        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
         check_image_size(x.shape[2], x.shape[3], self.patch_size)
         s = self.scratch
         layers = self.pretrained(x)
@@ -110,17 +104,3 @@ class LSegNet(nn.Module):
         else:
             text_features = self.encode_text(labels_or_features)
         return self.forward_stages(x, text_features)["out"]
-
-    # -- parameters -------------------------------------------------------
-    def unused_parameter_names(self) -> List[str]:
-        """Parameters kept only for checkpoint compatibility (never reached by ``forward``)."""
-        last = self.options.config.hooks[-1]
-        names = []
-        for name, _ in self.named_parameters():
-            if name.startswith(("pretrained.model.norm.", "pretrained.model.head.", "pretrained.model.fc_norm.")):
-                names.append(name)
-            elif name.startswith("pretrained.model.blocks."):
-                if int(name.split(".")[3]) > last:
-                    names.append(name)
-        return names
-

@@ -1,12 +1,17 @@
 """CLIP text tower (MindSpore port of ``modules/models/clip_text.py``).
 
 Same parameter names as OpenAI CLIP's text tower; renames are LayerNorm
-``gamma/beta`` and the embedding table.
+``gamma/beta`` and the embedding table. Weights start as CLIP's own
+``initialize_parameters`` starts the text tower (normal distributions scaled by
+the width and depth; attention biases zero; other biases and norms as torch's
+defaults), as the torch reference does.
 """
 from __future__ import annotations
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common import dtype as mstype
+from mindspore.common.initializer import Normal, initializer
 
 from lang_seg.config import TextConfig
 
@@ -23,14 +28,15 @@ class QuickGELU(nn.Cell):
 class MultiheadAttention(nn.Cell):
     """torch.nn.MultiheadAttention's packed projections, batch-first, with an additive mask."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, proj_std: float):
         super().__init__()
         self.heads = heads
         self.head_dim = width // heads
         self.scale = self.head_dim ** -0.5
-        self.in_proj_weight = Parameter(Tensor(np.zeros((3 * width, width), np.float32)), name="in_proj_weight")
-        self.in_proj_bias = Parameter(Tensor(np.zeros((3 * width,), np.float32)), name="in_proj_bias")
-        self.out_proj = nn.Dense(width, width, has_bias=True)
+        self.in_proj_weight = Parameter(initializer(Normal(width ** -0.5), (3 * width, width), mstype.float32),
+                                        name="in_proj_weight")
+        self.in_proj_bias = Parameter(initializer("zeros", (3 * width,), mstype.float32), name="in_proj_bias")
+        self.out_proj = nn.Dense(width, width, weight_init=Normal(proj_std), bias_init="zeros", has_bias=True)
 
     def construct(self, x, mask):
         b, n, c = x.shape
@@ -43,22 +49,22 @@ class MultiheadAttention(nn.Cell):
 
 
 class Mlp(nn.Cell):
-    def __init__(self, width: int):
+    def __init__(self, width: int, proj_std: float):
         super().__init__()
-        self.c_fc = nn.Dense(width, width * 4, has_bias=True)
+        self.c_fc = nn.Dense(width, width * 4, weight_init=Normal((2 * width) ** -0.5), has_bias=True)
         self.gelu = QuickGELU()
-        self.c_proj = nn.Dense(width * 4, width, has_bias=True)
+        self.c_proj = nn.Dense(width * 4, width, weight_init=Normal(proj_std), has_bias=True)
 
     def construct(self, x):
         return self.c_proj(self.gelu(self.c_fc(x)))
 
 
 class ResidualAttentionBlock(nn.Cell):
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, proj_std: float):
         super().__init__()
-        self.attn = MultiheadAttention(width, heads)
+        self.attn = MultiheadAttention(width, heads, proj_std)
         self.ln_1 = layer_norm(width)
-        self.mlp = Mlp(width)
+        self.mlp = Mlp(width, proj_std)
         self.ln_2 = layer_norm(width)
 
     def construct(self, x, mask):
@@ -69,7 +75,8 @@ class ResidualAttentionBlock(nn.Cell):
 class Transformer(nn.Cell):
     def __init__(self, width: int, layers: int, heads: int):
         super().__init__()
-        self.resblocks = nn.CellList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+        proj_std = (width ** -0.5) * ((2 * layers) ** -0.5)
+        self.resblocks = nn.CellList([ResidualAttentionBlock(width, heads, proj_std) for _ in range(layers)])
 
     def construct(self, x, mask):
         for block in self.resblocks:
@@ -82,13 +89,14 @@ class ClipTextEncoder(nn.Cell):
         super().__init__()
         self.context_length = config.context_length
         self.transformer = Transformer(config.width, config.layers, config.heads)
-        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width, embedding_table=Normal(0.02))
         self.positional_embedding = Parameter(
-            Tensor(np.zeros((config.context_length, config.width), np.float32)), name="positional_embedding"
+            initializer(Normal(0.01), (config.context_length, config.width), mstype.float32), name="positional_embedding"
         )
         self.ln_final = layer_norm(config.width)
         self.text_projection = Parameter(
-            Tensor(np.zeros((config.width, config.embed_dim), np.float32)), name="text_projection"
+            initializer(Normal(config.width ** -0.5), (config.width, config.embed_dim), mstype.float32),
+            name="text_projection",
         )
         self.mask = Tensor(np.triu(np.full((config.context_length,) * 2, -np.inf, np.float32), 1))
 

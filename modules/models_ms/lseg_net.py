@@ -59,7 +59,7 @@ class LSegNet(nn.Cell):
         return logits.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
     def forward_stages(self, x, text_features):
-        """All intermediates, in ``modules.models.lseg_net.STAGES`` order."""
+        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
         s = self.scratch
         layer_1, layer_2, layer_3, layer_4 = self.pretrained(x)
         path_4 = s.refinenet4.first(s.layer4_rn(layer_4))
@@ -74,7 +74,9 @@ class LSegNet(nn.Cell):
                 out = s.head_block(out)
             out = s.head_block(out, False)
         out = s.output_conv(out)
-        return (layer_1, layer_2, layer_3, layer_4, path_4, path_3, path_2, path_1, image_features, logits, out)
+        return {"layer_1": layer_1, "layer_2": layer_2, "layer_3": layer_3, "layer_4": layer_4,
+                "path_4": path_4, "path_3": path_3, "path_2": path_2, "path_1": path_1,
+                "image_features": image_features, "logits": logits, "out": out}
 
     def construct(self, x, text_features):
-        return self.forward_stages(x, text_features)[-1]
+        return self.forward_stages(x, text_features)["out"]

@@ -2,11 +2,16 @@
 
 Cell and parameter names mirror the torch reference (``model.blocks.N.attn.qkv``,
 ``act_postprocessN.3`` ...); LayerNorm ``gamma/beta`` are the only renames.
+Weights start as timm's ViT starts them (its default ``init_weights``): linear
+layers truncated-normal with std 0.02 and zero biases, position embeddings the
+same, the class token normal with std 1e-6; convolutions, the readout
+projection and norms as torch's defaults (MindSpore 2.x's defaults equal them).
 """
 from __future__ import annotations
 
-import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import Normal, TruncatedNormal, initializer
 
 from lang_seg.config import BackboneConfig
 
@@ -21,14 +26,19 @@ class PatchEmbed(nn.Cell):
         self.proj = nn.Conv2d(3, embed_dim, patch_size, stride=patch_size, pad_mode="valid", has_bias=True)
 
 
+def vit_dense(cin: int, cout: int) -> nn.Dense:
+    """A linear layer of timm's ViT, initialised as timm does."""
+    return nn.Dense(cin, cout, weight_init=TruncatedNormal(0.02), bias_init="zeros", has_bias=True)
+
+
 class Attention(nn.Cell):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qkv = nn.Dense(dim, dim * 3, has_bias=True)
-        self.proj = nn.Dense(dim, dim, has_bias=True)
+        self.qkv = vit_dense(dim, dim * 3)
+        self.proj = vit_dense(dim, dim)
 
     def construct(self, x):
         b, n, c = x.shape
@@ -42,9 +52,9 @@ class Attention(nn.Cell):
 class Mlp(nn.Cell):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Dense(dim, hidden, has_bias=True)
+        self.fc1 = vit_dense(dim, hidden)
         self.act = nn.GELU(approximate=False)
-        self.fc2 = nn.Dense(hidden, dim, has_bias=True)
+        self.fc2 = vit_dense(hidden, dim)
 
     def construct(self, x):
         return self.fc2(self.act(self.fc1(x)))
@@ -74,9 +84,9 @@ class VisionTransformer(nn.Cell):
         self.patch_size = vit.patch_size
         grid = vit.img_size // vit.patch_size
         self.patch_embed = PatchEmbed(vit.patch_size, vit.embed_dim)
-        self.cls_token = Parameter(Tensor(np.zeros((1, 1, vit.embed_dim), np.float32)), name="cls_token")
+        self.cls_token = Parameter(initializer(Normal(1e-6), (1, 1, vit.embed_dim), ms.float32), name="cls_token")
         self.pos_embed = Parameter(
-            Tensor(np.zeros((1, 1 + grid * grid, vit.embed_dim), np.float32)), name="pos_embed"
+            initializer(TruncatedNormal(0.02), (1, 1 + grid * grid, vit.embed_dim), ms.float32), name="pos_embed"
         )
         self.grid = grid
         depth = config.hooks[-1] + 1
