@@ -8,6 +8,8 @@ import pytest
 
 from lang_seg.bench import ROWS
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.mark.slow
 def test_bench_quick_mode_reports_every_row(tmp_path):
@@ -45,3 +47,22 @@ def test_mindspore_backend_caps_onednn_isa_unless_user_chose():
     env["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert "ISA AVX512_CORE" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_cpu_probes_show_per_convolution_workspaces_and_the_upsampling_alternative():
+    """The README's account of MindSpore's CPU memory rests on scripts/ms_cpu_probes.py: rerun it small."""
+    import re
+
+    probes = [sys.executable, os.path.join(ROOT, "scripts", "ms_cpu_probes.py")]
+    out = subprocess.run(probes + ["conv-memory", "--size", "64", "--convs", "1", "4"], capture_output=True,
+                         text=True, check=True, cwd=ROOT).stdout
+    held = {(m[0], int(m[1]), m[2]): float(m[3]) for m in
+            re.findall(r"(mindspore|torch)\s+(\d+) conv(\d)x\d .*\+\s*(\d+) MB", out)}
+    activation_mb = 256 * 64 * 64 * 4 / 2 ** 20
+    # each added 3x3 convolution keeps a workspace far larger than its activation in MindSpore's graph
+    assert (held["mindspore", 4, "3"] - held["mindspore", 1, "3"]) / 3 > 10 * activation_mb, out
+    out = subprocess.run(probes + ["upsample", "--size", "16"], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    assert "interpolate" in out and "matmul" in out
+    assert float(re.search(r"max \|interpolate - matmul\| = (\S+)", out).group(1)) < 1e-4

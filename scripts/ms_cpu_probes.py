@@ -1,0 +1,203 @@
+"""Probes behind the README's account of where the MindSpore backend's CPU time and memory go.
+
+    python scripts/ms_cpu_probes.py conv-memory [--size 120] [--convs 1 4 8]
+    python scripts/ms_cpu_probes.py conv-kernels [--size 60]
+    python scripts/ms_cpu_probes.py upsample [--size 120]
+    python scripts/ms_cpu_probes.py compile-cache [--size 128]
+    python scripts/ms_cpu_probes.py train-memory [--size 480] [--backbone clip_vitb32_384]
+
+Each probe runs its measurements in fresh subprocesses (MindSpore never frees a
+compiled graph in-process) and prints one line per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONV_STACK = """
+import os, sys, time, numpy as np
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
+n, hw, k, framework = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if framework == "mindspore":
+    import mindspore as ms
+    from mindspore import nn
+    convs = nn.CellList([nn.Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False) for _ in range(n)])
+    def loss(x):
+        for c in convs:
+            x = c(x)
+        return (x * x).mean()
+    step = ms.jit(ms.value_and_grad(loss, None, convs.trainable_params()), jit_level="O1")
+    x = ms.Tensor(np.random.randn(1, 256, hw, hw).astype(np.float32))
+    run = lambda: step(x)[0].asnumpy()
+else:
+    import torch
+    convs = torch.nn.Sequential(*[torch.nn.Conv2d(256, 256, k, padding=k // 2, bias=False) for _ in range(n)])
+    x = torch.randn(1, 256, hw, hw)
+    def run():
+        convs.zero_grad()
+        (convs(x) ** 2).mean().backward()
+base = rss(); run(); start = time.perf_counter(); run()
+print(f"{framework:9s} {n} conv{k}x{k} 256ch {hw}x{hw} fwd+bwd: {time.perf_counter() - start:6.2f} s, "
+      f"memory held after the step +{rss() - base:5.0f} MB (activations {n * 256 * hw * hw * 4 / 2**20:.0f} MB)")
+"""
+
+UPSAMPLE = """
+import os, sys, time, numpy as np
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+import mindspore as ms
+from mindspore import ops
+hw, variant = int(sys.argv[1]), sys.argv[2]
+def matrix(n):  # x2 bilinear with aligned corners along one axis, as a (2n, n) matrix
+    m = np.zeros((2 * n, n), np.float32)
+    src = np.arange(2 * n) * (n - 1) / (2 * n - 1)
+    i0 = np.floor(src).astype(int); i1 = np.minimum(i0 + 1, n - 1); w = (src - i0).astype(np.float32)
+    np.add.at(m, (np.arange(2 * n), i0), 1 - w); np.add.at(m, (np.arange(2 * n), i1), w)
+    return ms.Tensor(m)
+rows, cols = matrix(hw), matrix(hw)
+def up(x):
+    if variant == "interpolate":
+        return ops.interpolate(x, size=(2 * hw, 2 * hw), mode="bilinear", align_corners=True)
+    return ops.matmul(ops.matmul(rows, x), cols.T)
+x = ms.Tensor(np.random.RandomState(0).randn(1, 256, hw, hw).astype(np.float32))
+def loss(x):
+    return (up(x) ** 2).mean()
+step = ms.jit(ms.value_and_grad(loss), jit_level="O1")
+step(x); times = []
+for _ in range(5):
+    start = time.perf_counter(); _, g = step(x); g.asnumpy(); times.append(time.perf_counter() - start)
+out = ms.jit(up)(x).asnumpy()
+np.save(sys.argv[3], out)
+print(f"x2 bilinear ({variant:11s}) 256ch {hw}x{hw} fwd+bwd: median {sorted(times)[2] * 1000:7.1f} ms")
+"""
+
+PHASES = """
+import sys, time, numpy as np
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
+size, backbone = int(sys.argv[1]), sys.argv[2]
+start = time.perf_counter()
+def say(what):
+    print(f"{what:32s} resident {rss():7.0f} MB  ({time.perf_counter() - start:5.0f} s)", flush=True)
+import mindspore as ms
+from lang_seg.backends.mindspore_backend import MindSporeModel
+from lang_seg.backends.mindspore_train import TrainStep
+from lang_seg.config import NetOptions
+from lang_seg.labels import ade20k_labels
+model = MindSporeModel(NetOptions(backbone))
+say(f"{backbone} built")
+labels = ade20k_labels()
+text = model.text_features(labels)
+text.asnumpy()
+say("text features, 150 labels")
+x = np.random.RandomState(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+y = np.random.RandomState(1).randint(0, 150, (1, size, size)).astype(np.int32)
+model.logits(x, labels)
+say(f"eval forward {size}x{size}")
+step = TrainStep(model.net, 1e-4, 10, 10)
+for i in range(2):
+    loss, _, _ = step(ms.Tensor.from_numpy(x), ms.Tensor.from_numpy(y), text)
+    float(loss.asnumpy())
+    say(f"training step {i + 1} {size}x{size}")
+"""
+
+CACHE = """
+import os, sys, time, numpy as np
+size, mode = int(sys.argv[1]), sys.argv[2]
+if mode == "cache":
+    os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
+    os.environ["MS_COMPILER_CACHE_PATH"] = sys.argv[3]
+import lang_seg
+model = lang_seg.load_model(None, backend="mindspore", backbone="tiny_vitb32", seed=0)
+start = time.perf_counter()
+out = model.logits(np.random.RandomState(0).randn(1, 3, size, size).astype(np.float32), ["cat", "dog"])
+print(f"{time.perf_counter() - start:.2f} {float(np.abs(out).max())} {int(np.isnan(out).sum())}")
+"""
+
+
+def run_script(code: str, *args: str, env=None) -> subprocess.CompletedProcess:
+    """Run ``code`` as a script file (MindSpore's compile cache reads its entry script) in a fresh process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", dir=ROOT, prefix=".probe_", delete=False) as script:
+        script.write(code)
+    try:
+        return subprocess.run([sys.executable, script.name, *args], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+    finally:
+        os.remove(script.name)
+
+
+def python(code: str, *args: str) -> str:
+    result = run_script(code, *args)
+    if result.returncode:
+        raise SystemExit(result.stderr[-2000:])
+    return result.stdout.strip()
+
+
+def conv_memory(args):
+    for framework in ("mindspore", "torch"):
+        for n in args.convs:
+            print(python(CONV_STACK, str(n), str(args.size), "3", framework))
+    print(python(CONV_STACK, str(max(args.convs)), str(args.size), "1", "mindspore"))
+
+
+def conv_kernels(args):
+    """Which oneDNN implementation each framework runs for a 3x3 convolution (ONEDNN_VERBOSE)."""
+    for framework in ("mindspore", "torch"):
+        result = run_script(CONV_STACK, "1", str(args.size), "3", framework, env={"ONEDNN_VERBOSE": "1"})
+        kernels = sorted({",".join(line.split(",")[5:9]) for line in result.stdout.splitlines()
+                          if line.startswith("onednn_verbose") and ",exec," in line and "convolution" in line})
+        for kernel in kernels:
+            print(f"{framework:9s} {kernel}")
+
+
+def upsample(args):
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in ("interpolate", "matmul"):
+            print(python(UPSAMPLE, str(args.size), variant, os.path.join(tmp, variant)))
+        diff = np.abs(np.load(os.path.join(tmp, "interpolate.npy")) - np.load(os.path.join(tmp, "matmul.npy"))).max()
+        print(f"max |interpolate - matmul| = {diff:.2e}")
+
+
+def train_memory(args):
+    """Resident memory of one MindSpore process after each phase of a training run (what the training
+    command does: build, encode the label set, validate, train)."""
+    result = run_script(PHASES, str(args.size), args.backbone)
+    print(result.stdout.strip() if not result.returncode else result.stderr[-2000:])
+
+
+def compile_cache(args):
+    """MindSpore's own on-disk compile cache (MS_COMPILER_CACHE_ENABLE): start-up time and whether a second
+    process that loads the cached graph computes the same logits."""
+    with tempfile.TemporaryDirectory() as cache:
+        plain = python(CACHE, str(args.size), "plain").split()
+        first = python(CACHE, str(args.size), "cache", cache).split()
+        second = python(CACHE, str(args.size), "cache", cache).split()
+    for name, (seconds, peak, nans) in (("no cache", plain), ("cache, 1st process", first),
+                                        ("cache, 2nd process", second)):
+        print(f"{name:20s} first logits call {float(seconds):6.2f} s, max |logit| {peak}, NaN values {nans}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("probe", choices=["conv-memory", "conv-kernels", "upsample", "compile-cache", "train-memory"])
+    parser.add_argument("--backbone", default="clip_vitb32_384")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--convs", type=int, nargs="+", default=[1, 4, 8])
+    args = parser.parse_args(argv)
+    defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480}
+    args.size = args.size or defaults[args.probe]
+    {"conv-memory": conv_memory, "conv-kernels": conv_kernels, "upsample": upsample,
+     "compile-cache": compile_cache, "train-memory": train_memory}[args.probe](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
