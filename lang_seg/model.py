@@ -1,6 +1,7 @@
 """The backend-independent model object that ``lang_seg.load_model`` returns."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -9,6 +10,8 @@ from .config import NetOptions, check_image_size
 from .errors import LangSegError
 from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, segment
 from .labels import check_labels
+
+TEXT_CACHE_SIZE = 8  # label sets; 150 ADE20K labels take 0.3 MB of features
 
 
 def check_images(images, patch_size: int) -> np.ndarray:
@@ -37,18 +40,22 @@ class SegModel:
         self.options = options
         self.device = device
         self.unused_keys: List[str] = list(unused_keys)
-        self._text_cache: Dict[Tuple[str, ...], object] = {}
+        self._text_cache: "OrderedDict[Tuple[str, ...], object]" = OrderedDict()
 
     @property
     def patch_size(self) -> int:
         return self.options.config.vit.patch_size
 
     def text_features(self, labels: Sequence[str]):
-        """Backend tensor ``(L, C)`` of CLIP features; computed once per label set."""
+        """Backend tensor ``(L, C)`` of CLIP features; computed once per label set (the last
+        ``TEXT_CACHE_SIZE`` label sets are kept: a page serving several users alternates between them)."""
         key = tuple(check_labels(labels, unique=False))
-        if key not in self._text_cache:
-            self._text_cache.clear()
+        if key in self._text_cache:
+            self._text_cache.move_to_end(key)
+        else:
             self._text_cache[key] = self._encode_text(list(key))
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
         return self._text_cache[key]
 
     def logits(self, images: np.ndarray, labels: Sequence[str]) -> np.ndarray:

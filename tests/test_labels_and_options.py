@@ -67,3 +67,24 @@ def test_backbone_configs_match_upstream_hooks():
     assert BACKBONES["clip_vitb32_384"].hooks == (2, 5, 8, 11)
     assert BACKBONES["clipRN50x16_vitl16_384"].text.embed_dim == 768
     assert BACKBONES["clip_vitb32_384"].reassemble_features == (96, 192, 384, 768)
+
+
+def test_text_features_are_cached_per_label_set():
+    """Alternating label sets (two users of the browser demo) do not re-encode: the last few sets are kept."""
+    from lang_seg.model import TEXT_CACHE_SIZE, SegModel
+    from lang_seg import NetOptions
+
+    class Counting(SegModel):
+        encoded = []
+
+        def _encode_text(self, labels):
+            self.encoded.append(tuple(labels))
+            return len(self.encoded)
+
+    model = Counting(NetOptions(backbone="tiny_vitb32"), "cpu")
+    a, b = ["cat", "dog"], ["sea", "beach", "other"]
+    assert [model.text_features(x) for x in (a, b, a, b, a)] == [1, 2, 1, 2, 1]
+    assert model.encoded == [tuple(a), tuple(b)]
+    for i in range(TEXT_CACHE_SIZE):  # older sets fall out, least recently used first
+        model.text_features([f"label{i}"])
+    assert model.text_features(a) == len(model.encoded) and len(model.encoded) == TEXT_CACHE_SIZE + 3
