@@ -243,15 +243,16 @@ def parse_size(text: str) -> Tuple[int, int]:
     return (parts[0], parts[-1])
 
 
-def build_pair(weights: Optional[str], backbone: Optional[str], seed: int, ms_mode: Optional[str] = None):
+def build_pair(weights: Optional[str], backbone: Optional[str], seed: int, ms_mode: Optional[str] = None,
+               trust: bool = False):
     """Both backends from the same weights: a checkpoint, or one seeded random initialisation."""
     from .api import load_model
     from .errors import LangSegError
 
     if weights is None and backbone is None:
         raise LangSegError("pass --backbone (random weights) or --weights CKPT")
-    torch_model = load_model(weights, backend="torch", backbone=backbone, seed=seed)
-    ms_model = load_model(weights, backend="mindspore", backbone=backbone, seed=seed, ms_mode=ms_mode)
+    torch_model = load_model(weights, backend="torch", backbone=backbone, seed=seed, trust=trust)
+    ms_model = load_model(weights, backend="mindspore", backbone=backbone, seed=seed, ms_mode=ms_mode, trust=trust)
     return torch_model, ms_model
 
 
@@ -310,6 +311,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--lr", type=float, default=None,
                         help="SGD learning rate of the backbone (decoder: 10x); default upstream's 0.004 / 16 * batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                        help="load a torch file holding objects other than tensors (runs code from it: trusted files only)")
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--perturb", default=None, metavar="NAME[=SCALE]",
                         help="add noise to one MindSpore tensor first (checks that the comparison fails)")
@@ -319,7 +322,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         start = time.perf_counter()
         labels = parse_labels(args.labels)
         size = parse_size(args.size)
-        torch_model, ms_model = build_pair(args.weights, args.backbone, args.seed)
+        torch_model, ms_model = build_pair(args.weights, args.backbone, args.seed, trust=args.trust)
         if args.perturb:
             perturb(ms_model, args.perturb)
         lr = args.lr if args.lr is not None else 0.004 / 16 * args.batch

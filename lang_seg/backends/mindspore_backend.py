@@ -104,8 +104,9 @@ def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
     import mindspore as ms
 
     for name, param in named_parameters(net):
-        value = ms_state[name]
-        param.set_data(ms.Tensor(np.asarray(value, order="C")))
+        # checkpoints may hold other float widths (upstream's CLIP tower is float16): cast as torch's copy_ does
+        value = np.asarray(ms_state[name], dtype=ms.dtype_to_nptype(param.dtype), order="C")
+        param.set_data(ms.Tensor(value))
 
 
 def text_inputs(labels: List[str], context_length: int):
