@@ -104,9 +104,10 @@ def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
     import mindspore as ms
 
     for name, param in named_parameters(net):
-        # checkpoints may hold other float widths (upstream's CLIP tower is float16): cast as torch's copy_ does
-        value = np.asarray(ms_state[name], dtype=ms.dtype_to_nptype(param.dtype), order="C")
-        param.set_data(ms.Tensor(value))
+        value = ms.Tensor(np.asarray(ms_state[name], order="C"))
+        if value.dtype != param.dtype:  # upstream stores CLIP's text tower in float16: cast, as torch's copy_ does
+            value = value.astype(param.dtype)
+        param.set_data(value)
 
 
 def text_inputs(labels: List[str], context_length: int):
