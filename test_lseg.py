@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch_option", type=int, default=None, help="head option 0/1/2 (default: the checkpoint's, else 0)")
     p.add_argument("--block_depth", type=int, default=None, help="(default: the checkpoint's, else 0)")
     p.add_argument("--activation", choices=["relu", "lrelu", "tanh"], default=None,
-                   help="(default: the checkpoint's, else lrelu)")
+                   help="(default: the checkpoint's; needed with a head block when the checkpoint has no options)")
+    p.add_argument("--readout", choices=["ignore", "add", "project"], default=None,
+                   help="ViT readout (default: the checkpoint's; 'project' is seen in the weights, 'ignore'/'add' are not)")
     # this project's flags
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
     p.add_argument("--device", default="cpu", help="cpu, cuda/gpu or gpu:N")
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["val", "train", "trainval"], default="val", help="dataset split to evaluate")
     p.add_argument("--image", nargs="+", default=None, help="segment these pictures with --label_src instead")
     p.add_argument("--out", default=None, help=f"output folder for masks and pictures (default {DEFAULT_OUT})")
+    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                   help="load a torch file holding objects other than tensors (runs code from it: trusted files only)")
     return p
 
 
@@ -137,7 +141,7 @@ def load(args):
     device = "cpu" if args.no_cuda else args.device
     return lang_seg.load_model(args.weights, backend=args.backend, backbone=args.backbone, device=device,
                                ms_mode=args.ms_mode, arch_option=args.arch_option, block_depth=args.block_depth,
-                               activation=args.activation)
+                               activation=args.activation, readout=args.readout, trust=args.trust)
 
 
 def describe(model, evaluator) -> str:

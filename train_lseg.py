@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--devices", default="1")
     p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                   help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
     p.add_argument("--num_workers", type=int, default=0)
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
 
     from data.datamodule import SegmentationDataModule
     from modules.lseg_module import LSegModule
-    from modules.trainer import LOG_ROOT, lightning_accumulation, trainer_arguments
+    from modules.trainer import LOG_ROOT, checkpoint_for_lightning, lightning_accumulation, trainer_arguments
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
@@ -117,15 +119,14 @@ def main(argv=None) -> int:
     )
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
-    if resume is not None and not os.path.isfile(resume):
-        raise LangSegError(f"checkpoint {resume} does not exist: check --resume")
+    weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None
     trainer = pl.Trainer(**trainer_arguments(args.exp_name, dict(
         max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
         devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
         accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     )))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
     return 0
 
 

@@ -37,6 +37,7 @@ def load_model(
     pretrained: bool = False,
     seed: Optional[int] = None,
     ms_mode: Optional[str] = None,
+    trust: bool = False,
     **options,
 ) -> SegModel:
     """Build LSeg on ``backend`` from a checkpoint, or with random weights.
@@ -53,6 +54,8 @@ def load_model(
         the same seed gives the same weights on either.
     ms_mode: MindSpore execution, 'graph' (compiled, the default) or 'eager'
         (debugging); the environment variable LANGSEG_MS_MODE sets the default.
+    trust: load a torch checkpoint that holds objects other than tensors, numbers and strings
+        (unpickling them may run code: only for files whose source you trust).
     options: other network options (features, readout, use_bn, arch_option,
         block_depth, activation, half_logits), overriding the checkpoint's.
     """
@@ -70,7 +73,7 @@ def load_model(
         state = initial_state(net_options, pretrained, seed)
         what = "initial weights"
     else:
-        ckpt = read_checkpoint(weights)
+        ckpt = read_checkpoint(weights, trust)
         net_options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=backbone, **options)
         state = ckpt.state
         what = f"checkpoint {weights}"

@@ -7,7 +7,6 @@ the weights' shapes.
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
@@ -18,6 +17,8 @@ from .checkpoint_ms import read_mindspore_checkpoint
 from .config import BACKBONES, NetOptions
 from .errors import LangSegError
 from .files import atomic_write
+from .names import VIT_BLOCK_PREFIX
+from .safe_load import file_kind, load_torch_file
 
 NET_PREFIX = "net."
 
@@ -34,7 +35,8 @@ class Checkpoint:
 
 
 def is_torch_file(path) -> bool:
-    return zipfile.is_zipfile(path)
+    """A torch file (either format, even a truncated one); anything else is read as MindSpore's."""
+    return file_kind(path) != "other"
 
 
 def _check_path(path) -> Path:
@@ -46,27 +48,24 @@ def _check_path(path) -> Path:
     return path
 
 
-def read_checkpoint(path) -> Checkpoint:
-    """A torch (Lightning) checkpoint or a MindSpore checkpoint written by this project."""
+def read_checkpoint(path, trust: bool = False) -> Checkpoint:
+    """A torch (Lightning) checkpoint or a MindSpore checkpoint written by this project.
+
+    Torch files are loaded weights-only (``lang_seg.safe_load``) unless ``trust``. Tensors keep
+    their dtype (upstream stores CLIP's text tower in float16); the nets cast on loading.
+    """
     path = _check_path(path)
     if not is_torch_file(path):
         state, hparams = read_mindspore_checkpoint(path)
         return Checkpoint(state, hparams, str(path))
-    import torch
-
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise LangSegError(f"checkpoint {path} cannot be read by torch ({type(exc).__name__}: {exc})") from None
+    raw = load_torch_file(path, trust)
     if not isinstance(raw, dict):
         raise LangSegError(f"checkpoint {path} holds a {type(raw).__name__}, not a lang-seg state_dict")
     state = raw.get("state_dict", raw)
     if not any(k.startswith(NET_PREFIX) for k in state):
         raise LangSegError(f"checkpoint {path} has no 'net.*' weights: it is not a lang-seg LSeg checkpoint")
     net_state = {
-        k[len(NET_PREFIX):]: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-        for k, v in state.items()
-        if k.startswith(NET_PREFIX)
+        k[len(NET_PREFIX):]: _numpy(k, v, path) for k, v in state.items() if k.startswith(NET_PREFIX)
     }
     hparams = raw.get("hyper_parameters") or {}
     if not isinstance(hparams, dict):
@@ -75,8 +74,22 @@ def read_checkpoint(path) -> Checkpoint:
     return Checkpoint(net_state, hparams, str(path), extra)
 
 
+def _numpy(key: str, value, path) -> np.ndarray:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise LangSegError(f"checkpoint {path}: {key} is a {type(value).__name__}, not a tensor")
+    if value.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+        value = value.float()
+    return value.detach().numpy()
+
+
 def infer_options(state: Dict[str, np.ndarray], hyper_parameters: Optional[dict] = None, **overrides) -> NetOptions:
-    """Network options: explicit ``overrides`` win, then ``hyper_parameters``, then the weights' shapes."""
+    """Network options: explicit ``overrides`` win, then ``hyper_parameters``, then the weights' keys and shapes.
+
+    What the weights cannot tell apart is never guessed: readouts ``ignore`` and ``add`` have the same
+    tensors, and the head block's ``arch_option``, ``block_depth`` and ``activation`` leave the same ones.
+    """
     values = dict(hyper_parameters or {})
     # upstream's flag names
     if "num_features" in values and "features" not in values:
@@ -84,18 +97,25 @@ def infer_options(state: Dict[str, np.ndarray], hyper_parameters: Optional[dict]
     values = {k: v for k, v in values.items() if k in NetOptions.__dataclass_fields__}
     shaped = _options_from_shapes(state)
     for key, value in shaped.items():
-        if key != "shapes":
+        if key != "shapes" and value is not None:
             values.setdefault(key, value)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("backbone") is None:
         raise LangSegError(
             f"checkpoint weights ({shaped['shapes']}) match no known backbone: pass backbone= one of {', '.join(BACKBONES)}"
         )
-    if values.get("arch_option", 0) == 0 and "scratch.head_block.depthwise.depthwise.weight" in state:
+    if values.get("readout") is None:
         raise LangSegError(
-            "checkpoint has a spatial head block but no options saying which: pass arch_option (1 or 2) "
-            "and block_depth as used in training"
+            "checkpoint has no readout projection and no options saying which readout it was trained with "
+            "('ignore' and 'add' have the same weights): pass readout='ignore' or 'add' (--readout) as used in training"
         )
+    if "scratch.head_block.depthwise.depthwise.weight" in state:
+        missing = [k for k in ("arch_option", "block_depth", "activation") if k not in values]
+        if missing or values["arch_option"] == 0:
+            raise LangSegError(
+                "checkpoint has a spatial head block but no options saying how it was used: pass arch_option "
+                f"(1 or 2), block_depth and activation as used in training (missing: {', '.join(missing or ['arch_option'])})"
+            )
     return NetOptions.from_dict(values)
 
 
@@ -106,7 +126,11 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
         features = state["scratch.layer1_rn.weight"].shape[0]
     except KeyError as exc:
         raise LangSegError(f"checkpoint lacks {exc.args[0]}: it is not an LSeg network checkpoint") from None
-    depth = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("pretrained.model.blocks."))
+    blocks = [int(k.split(".")[3]) for k in state if k.startswith(VIT_BLOCK_PREFIX)]
+    if not blocks:
+        raise LangSegError(f"checkpoint lacks the ViT's blocks ({VIT_BLOCK_PREFIX}*): it is not an LSeg network "
+                           "checkpoint, or it was cut short")
+    depth = 1 + max(blocks)
     found = None
     for name, config in BACKBONES.items():
         if (
@@ -117,13 +141,13 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
         ):
             found = name
             break
-    readout = "project" if "pretrained.act_postprocess1.0.project.0.weight" in state else "ignore"
     shapes = f"ViT width {patch[0]}, patch {patch[2]}, depth {depth}, text projection {tuple(text_proj)}"
     return dict(
         backbone=found,
         shapes=shapes,
         features=int(features),
-        readout=readout,
+        # a projection is visible; 'ignore' and 'add' are not (None: ask)
+        readout="project" if "pretrained.act_postprocess1.0.project.0.weight" in state else None,
         use_bn="scratch.refinenet1.resConfUnit1.bn1.weight" in state,
     )
 

@@ -18,9 +18,9 @@ from .errors import cli_errors
 from .names import torch_to_ms
 
 
-def convert_file(src, dst, **overrides) -> str:
+def convert_file(src, dst, trust: bool = False, **overrides) -> str:
     """Convert ``src`` to the other framework's format; returns the direction."""
-    ckpt = read_checkpoint(src)
+    ckpt = read_checkpoint(src, trust)
     options = infer_options(ckpt.state, ckpt.hyper_parameters, **overrides)
     if is_torch_file(src):
         from .backends.mindspore_backend import ms_parameter_shapes
@@ -46,9 +46,11 @@ def main(argv=None) -> int:
     parser.add_argument("--block_depth", type=int, default=None)
     parser.add_argument("--activation", default=None)
     parser.add_argument("--readout", default=None)
+    parser.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                        help="load a torch file holding objects other than tensors (runs code from it: trusted files only)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("src", "dst")}
-    direction = convert_file(args.src, args.dst, **overrides)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("src", "dst", "trust")}
+    direction = convert_file(args.src, args.dst, args.trust, **overrides)
     print(f"{direction}: wrote {args.dst}")
     return 0
 

@@ -19,7 +19,7 @@ from pytorch_lightning.cli import LightningCLI
 from data.datamodule import SegmentationDataModule
 
 from .lseg_module import LSegModule
-from .trainer import lightning_accumulation, trainer_arguments
+from .trainer import checkpoint_for_lightning, lightning_accumulation, trainer_arguments
 
 DEFAULT_EPOCHS = 1000  # Lightning's own default when neither max_epochs nor max_steps is set
 
@@ -37,10 +37,21 @@ class LSegCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--exp_name", default="lseg", help="logs and checkpoints go to checkpoints/<exp_name>/")
+        parser.add_argument("--trust-checkpoint", action="store_true",
+                            help="--ckpt_path may hold objects other than tensors (runs code from it: trusted files only)")
         parser.link_arguments("data.batch_size", "model.batch_size")
         parser.link_arguments("trainer.max_epochs", "model.max_epochs", compute_fn=schedule_epochs)
         parser.link_arguments(("model.backend", "model.accumulate_grad_batches"), "trainer.accumulate_grad_batches",
                               compute_fn=lightning_accumulation)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Lightning reads --ckpt_path weights-only right after parsing: refuse or prepare the file first
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is not None and config.get("ckpt_path"):
+            config["weights_only"] = checkpoint_for_lightning(
+                config["ckpt_path"], config.get("trust_checkpoint", False), resume=self.config["subcommand"] == "fit",
+                flag="--ckpt_path")
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})

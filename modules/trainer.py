@@ -40,6 +40,25 @@ def lightning_accumulation(backend: str, accumulate: int) -> int:
     return accumulate if backend == "torch" else 1
 
 
+def checkpoint_for_lightning(path, trust: bool = False, resume: bool = True, flag: str = "--resume") -> bool:
+    """Check a checkpoint before Lightning loads it (``ckpt_path``): it exists, is safe to unpickle (or
+    trusted), and is a Lightning checkpoint (with the optimizer's state when ``resume``). Returns the
+    ``weights_only`` to pass to ``fit``/``validate``."""
+    from lang_seg.errors import LangSegError
+    from lang_seg.safe_load import lightning_weights_only, load_torch_file
+
+    if not os.path.isfile(path):
+        raise LangSegError(f"checkpoint {path} does not exist: check {flag}")
+    weights_only = lightning_weights_only(path, trust)
+    raw = load_torch_file(path, trust)
+    needed = ("pytorch-lightning_version", "state_dict") + (("optimizer_states", "loops") if resume else ())
+    missing = [k for k in needed if not isinstance(raw, dict) or k not in raw]
+    if missing:
+        raise LangSegError(f"checkpoint {path} is not a Lightning training checkpoint (no {missing[0]!r}): "
+                           f"pass a last.ckpt written by train_lseg.py to {flag}")
+    return weights_only
+
+
 def trainer_arguments(exp_name: str, given: Mapping) -> dict:
     """``pl.Trainer`` keyword arguments: ``given``, plus this project's defaults for what it leaves unset
     (loggers, the atomic checkpoint plugin, the root folder, checkpoint and loss callbacks)."""

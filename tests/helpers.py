@@ -25,3 +25,37 @@ def nontrivial_state(state, seed=0):
 
 def images(shape, seed=1):
     return np.random.RandomState(seed).randn(*shape).astype(np.float32)
+
+
+# SGD settings that make each part of the update visible at 1e-6 of the weights: weight decay 1e-2
+# moves a tensor by lr * 1e-2 of itself (1e-4 at the backbone's 0.01), far above fp32 rounding (6e-8).
+SGD_CHECK = dict(lr=0.01, momentum=0.9, weight_decay=1e-2)
+SGD_TOL = 1e-6
+
+
+def sgd_expected(before, grads, buffers, lr, momentum, weight_decay):
+    """torch's SGD (and MindSpore's, first step ``stat``) in float64: d = g + wd * w; buf = d on a tensor's first
+    step, else momentum * buf + d; w - lr * buf. Returns ``(weights, buffers)``."""
+    weights, new_buffers = {}, {}
+    for name, grad in grads.items():
+        w = before[name].astype(np.float64)
+        d = grad.astype(np.float64) + weight_decay * w
+        buf = d if buffers.get(name) is None else momentum * buffers[name] + d
+        weights[name], new_buffers[name] = w - lr * buf, buf
+    return weights, new_buffers
+
+
+def sgd_errors(after, expected):
+    """``{name: ||w - w_expected|| / ||w_expected||}``."""
+    return {n: float(np.linalg.norm(after[n].astype(np.float64) - e) / max(np.linalg.norm(e), 1e-30))
+            for n, e in expected.items()}
+
+
+def assert_group_steps(after, expected, groups):
+    """Every tensor of every group within ``SGD_TOL`` of the closed form; the message names the group."""
+    errors = sgd_errors(after, expected)
+    for group, prefix in groups.items():
+        names = [n for n in errors if n.startswith(prefix)]
+        assert names, f"no {group} tensors were updated"
+        worst = max(names, key=errors.get)
+        assert errors[worst] <= SGD_TOL, f"{group} group: {worst} is {errors[worst]:.2e} off the closed form"

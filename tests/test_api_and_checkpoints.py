@@ -42,10 +42,15 @@ def test_options_priority_explicit_then_hparams_then_shapes(upstream_fixture):
     assert infer_options(state).backbone == "tiny_vitb32"
 
 
-def test_spatial_head_without_options_asks_for_them(upstream_fixture):
-    path, _, _ = upstream_fixture("tiny_vitl16")  # trained with arch_option=1, no hyper-parameters
-    with pytest.raises(LangSegError, match="pass arch_option"):
+def test_options_the_weights_cannot_tell_are_asked_for(upstream_fixture):
+    path, meta, _ = upstream_fixture("tiny_vitl16")  # readout 'add', arch_option 1, no hyper-parameters
+    assert meta["options"]["readout"] == "add"
+    with pytest.raises(LangSegError, match="pass readout='ignore' or 'add'"):  # not guessed as 'ignore'
         lang_seg.load_model(str(path))
+    with pytest.raises(LangSegError, match=r"pass arch_option .*\(missing: arch_option, block_depth, activation\)"):
+        lang_seg.load_model(str(path), readout="add")
+    with pytest.raises(LangSegError, match=r"\(missing: activation\)"):  # the head's activation is not guessed
+        lang_seg.load_model(str(path), readout="add", arch_option=1, block_depth=2)
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,22 @@ def test_parity_command_passes_and_writes_json(tmp_path, capsys):
     assert max(row["rel"] for row in sections["forward"]) < 1e-4
 
 
-def test_parity_command_fails_on_a_perturbed_weight(capsys):
-    assert parity.main(QUICK[:-2] + ["--steps", "0", "--perturb", "scratch.head1.weight=0.05"]) == 1
+def test_parity_command_fails_on_a_perturbed_weight(tmp_path, capsys):
+    out = tmp_path / "parity.json"
+    args = QUICK[:-2] + ["--steps", "0", "--perturb", "scratch.head1.weight=0.05", "--json", str(out)]
+    assert parity.main(args) == 1
     text = capsys.readouterr().out
-    assert "FAIL: image_features" in text and "FAIL: grad scratch.head1.weight" not in text.split("[backward]")[0]
-    assert "FAIL: layer_1" not in text  # the backbone is untouched
+    sections = json.loads(out.read_text())["sections"]
+    # the forward fails from the perturbed layer on; the backbone and decoder before it still pass
+    assert [row["name"] for row in sections["forward"] if not row["ok"]] == ["image_features", "logits", "out"]
+    backward = {row["name"]: row for row in sections["backward"]}
+    assert not backward["grad scratch.head1.weight"]["ok"]  # the gradient check sees it too
+    assert all(row["ok"] for name, row in backward.items() if name.startswith("bn "))  # statistics come before it
+    # after the tables: one FAIL line per failing row
+    failing = [row["name"] for part in sections.values() for row in part if not row["ok"]]
+    tail = text.split("rows pass")[1]
+    assert [line[len("FAIL: "):].split(": relative")[0] for line in tail.splitlines() if line.startswith("FAIL: ")] == failing
+    assert "FAIL: grad scratch.head1.weight: relative" in tail and "FAIL: layer_1" not in text
 
 
 def test_parity_command_bad_input(capsys):

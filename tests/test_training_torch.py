@@ -10,6 +10,10 @@ from data.datamodule import SegmentationDataModule
 from modules.lseg_module import LSegModule
 from modules.lsegmentation_module import poly_lambda
 
+from .helpers import SGD_CHECK, assert_group_steps, sgd_expected
+
+GROUPS = {"backbone": "pretrained.", "decoder": "scratch."}
+
 
 def tiny_module(**kwargs):
     torch.manual_seed(0)
@@ -37,6 +41,36 @@ def test_optimizer_groups_and_poly_schedule_follow_upstream():
         assert opt.param_groups[0]["lr"] == pytest.approx(base * factor)
         assert opt.param_groups[1]["lr"] == pytest.approx(10 * base * factor)
     assert poly_lambda(10)(0) == 1.0
+
+
+def test_sgd_steps_follow_the_closed_form_per_group():
+    """Two steps of configure_optimizers' SGD, each tensor within 1e-6 of the float64 closed form: the backbone
+    at lr, the decoder at 10x, weight decay on every tensor, momentum from the second step; nothing else moves."""
+    lr, momentum, weight_decay = SGD_CHECK["lr"], SGD_CHECK["momentum"], SGD_CHECK["weight_decay"]
+    module = tiny_module(base_lr=lr * 16 / 2, batch_size=2, weight_decay=weight_decay, momentum=momentum,
+                         labels=["sky", "grass", "tree", "other"]).train()
+    [opt], _ = module.configure_optimizers()
+    rates = {"pretrained.": lr, "scratch.": 10 * lr}
+    rng = np.random.RandomState(0)
+    buffers = {}
+    for _ in range(2):
+        x = torch.from_numpy(rng.uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32))
+        y = torch.from_numpy(rng.randint(-1, 4, (2, 128, 128)))
+        opt.zero_grad()
+        module.loss(module(x), y).backward()
+        before = {n: p.detach().numpy().copy() for n, p in module.net.named_parameters()}
+        grads = {n: p.grad.numpy().copy() for n, p in module.net.named_parameters() if p.grad is not None}
+        opt.step()
+        after = {n: p.detach().numpy() for n, p in module.net.named_parameters()}
+        expected = {}
+        for prefix, rate in rates.items():
+            weights, buffers_now = sgd_expected(before, {n: g for n, g in grads.items() if n.startswith(prefix)},
+                                                buffers, rate, momentum, weight_decay)
+            expected.update(weights)
+            buffers.update(buffers_now)
+        assert set(expected) == set(grads)
+        assert_group_steps(after, expected, GROUPS)
+        assert all(np.array_equal(after[n], before[n]) for n in before if n not in grads)  # frozen, never reached
 
 
 def test_text_features_computed_once_and_frozen(monkeypatch):

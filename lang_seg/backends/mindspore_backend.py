@@ -104,8 +104,10 @@ def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
     import mindspore as ms
 
     for name, param in named_parameters(net):
-        value = ms_state[name]
-        param.set_data(ms.Tensor(np.asarray(value, order="C")))
+        value = ms.Tensor(np.asarray(ms_state[name], order="C"))
+        if value.dtype != param.dtype:  # upstream stores CLIP's text tower in float16: cast, as torch's copy_ does
+            value = value.astype(param.dtype)
+        param.set_data(value)
 
 
 def text_inputs(labels: List[str], context_length: int):

@@ -65,6 +65,7 @@ class LSegNet(nn.Module):
         image = image / image.norm(dim=-1, keepdim=True)
         text = text_features / text_features.norm(dim=-1, keepdim=True)
         if self.options.half_logits:
+            # upstream's order: cast to fp16, then scale (the scale is rounded to fp16 too), fp16 product
             logits = ((self.logit_scale * image.half()) @ text.half().t()).float()
         else:
             logits = (self.logit_scale * image) @ text.t()

@@ -52,7 +52,11 @@ class LSegNet(nn.Cell):
         image = image / ops.norm(image, dim=-1, keepdim=True)
         text = text_features / ops.norm(text_features, dim=-1, keepdim=True)
         if self.half_logits:
-            logits = ops.matmul((self.logit_scale * image).astype(ms.float16), text.astype(ms.float16).T)
+            # upstream's (and the reference's) order: cast to fp16, then scale by the fp16-rounded scale in fp16;
+            # the fp16 product is summed in fp32 and rounded to fp16 once, as torch's fp16 matmul does
+            image = image.astype(ms.float16) * ms.Tensor(self.logit_scale, ms.float16)
+            text = text.astype(ms.float16)
+            logits = ops.matmul(image.astype(ms.float32), text.astype(ms.float32).T).astype(ms.float16)
             logits = logits.astype(ms.float32)
         else:
             logits = ops.matmul(self.logit_scale * image, text.T)
