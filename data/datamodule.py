@@ -13,21 +13,24 @@ class EpochSampler(torch.utils.data.Sampler):
     """Shuffles with ``seed + epoch`` and yields ``(index, epoch)``; Lightning calls ``set_epoch``.
 
     The order and (through the dataset) the augmentation of every epoch are
-    fixed by the seed, so a run resumed at an epoch boundary sees the batches
-    an uninterrupted run would have seen.
+    fixed by the seed, so a resumed run sees the batches an uninterrupted run
+    would have seen; ``skip`` leaves out the first samples of the next pass once
+    (a run resumed mid-epoch, ``modules.callbacks.Interruptible``).
     """
 
     def __init__(self, size: int, seed: int):
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        return iter([(int(i), self.epoch) for i in order])
+        skip, self.skip = self.skip, 0
+        return iter([(int(i), self.epoch) for i in order[skip:]])
 
     def __len__(self) -> int:
         return self.size
@@ -42,6 +45,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.trainset = self.valset = None
+        self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (modules.callbacks.Interruptible)
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
@@ -55,6 +59,8 @@ class SegmentationDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         seed = self.hparams.seed
         sampler = EpochSampler(len(self.trainset), seed) if seed is not None else None
+        if sampler is not None:
+            sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
         return torch.utils.data.DataLoader(
             self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
             drop_last=True, num_workers=self.hparams.num_workers,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 from typing import List, Optional
 
@@ -43,6 +44,42 @@ def default_checkpoints(dirpath: Optional[str] = None) -> List[ModelCheckpoint]:
     best = ModelCheckpoint(dirpath=dirpath, monitor="pix_acc", mode="max", save_top_k=1,
                            filename="result-{epoch}-{pix_acc:.4f}")
     return [best, LastCheckpoint(dirpath)]
+
+
+class Interruptible(pl.Callback):
+    """Ctrl-C during training leaves a resumable ``last.ckpt`` and one line saying so; a run resumed from a
+    mid-epoch checkpoint goes on with the epoch's next batch (``SegmentationDataModule.skip_batches``; with a
+    seed, the uninterrupted run's trajectory). Lightning fetches the first batch before any epoch hook, so
+    the count travels in the checkpoint and is handed to the data module when the checkpoint is restored."""
+
+    KEY = "lang_seg_batches_done_in_epoch"
+
+    def __init__(self):
+        self._steps_at_batch_start = 0
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        checkpoint[self.KEY] = done if done < trainer.num_training_batches else 0
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        if hasattr(trainer.datamodule, "skip_batches"):
+            trainer.datamodule.skip_batches = checkpoint.get(self.KEY, 0)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._steps_at_batch_start = trainer.global_step
+
+    def on_exception(self, trainer, pl_module, exception):
+        last = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit" or not last:
+            return
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if trainer.global_step > self._steps_at_batch_start and progress.current.completed < progress.current.ready:
+            progress.increment_processed()  # the interrupted batch's update already ran: count it as done
+            progress.increment_completed()
+        path = os.path.join(last[0].dirpath, "last.ckpt")
+        trainer.save_checkpoint(path)
+        print(f"interrupted at step {trainer.global_step} (epoch {trainer.current_epoch}): saved {path}; "
+              "run the same command to resume from it", file=sys.stderr)
 
 
 class FitSummary(pl.Callback):

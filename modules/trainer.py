@@ -15,7 +15,7 @@ from typing import List, Mapping
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from .callbacks import FiniteLoss, FitSummary, default_checkpoints
+from .callbacks import FiniteLoss, FitSummary, Interruptible, default_checkpoints
 from .checkpoint_io import AtomicCheckpointIO
 
 LOG_ROOT = "checkpoints"
@@ -72,7 +72,7 @@ def trainer_arguments(exp_name: str, given: Mapping) -> dict:
     callbacks = list(kwargs.get("callbacks") or [])
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks) and kwargs.get("enable_checkpointing") is not False:
         callbacks += default_checkpoints()
-    for kind in (FiniteLoss, FitSummary):
+    for kind in (FiniteLoss, FitSummary, Interruptible):
         if not any(isinstance(c, kind) for c in callbacks):
             callbacks.append(kind())
     kwargs["callbacks"] = callbacks
