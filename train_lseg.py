@@ -66,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
     p.add_argument("--max_steps", type=int, default=-1)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--accelerator", default="cpu")
-    p.add_argument("--devices", default="1")
+    p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
+    p.add_argument("--devices", default="auto", help="auto (default: every GPU, else 1 CPU process), N or a list")
+    p.add_argument("--strategy", default="auto", help="Lightning's strategy (auto: ddp with more than one process)")
+    p.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="synchronise BatchNorm across processes (default: on for --backend torch, as upstream; "
+                        "not available for mindspore)")
     p.add_argument("--resume", default=None, help="checkpoint to resume from")
     p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
                    help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
@@ -84,16 +88,8 @@ def latest_last_checkpoint(exp_dir: str):
     return found[-1] if found else None
 
 
-@cli_errors
-def main(argv=None) -> int:
-    from_command_line = argv is None
-    argv = sys.argv[1:] if from_command_line else list(argv)
-    if argv and argv[0] in CLI_SUBCOMMANDS + ("--print_config",) or argv[:1] == ["--config"]:
-        from modules.cli import LSegCLI
-
-        LSegCLI(args=None if from_command_line else argv)  # LightningCLI reads sys.argv itself
-        return 0
-    args = build_parser().parse_args(argv)
+def build(args: argparse.Namespace):
+    """``(module, datamodule, trainer_kwargs, resume, weights_only)`` for upstream's flags: what ``main`` fits."""
     for flag in ("aux", "se_loss", "midasproto", "augment"):
         if getattr(args, flag):
             raise LangSegError(f"--{flag.replace('_', '-')} is not supported: LSeg has no such head (upstream fails too)")
@@ -105,6 +101,13 @@ def main(argv=None) -> int:
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
+    trainer_kwargs = trainer_arguments(args.exp_name, dict(
+        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
+        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
+        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
+    ), backend=args.backend)
     base_size = args.base_size or SIZES[args.dataset][0]
     crop_size = args.crop_size or SIZES[args.dataset][1]
     datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, base_size, crop_size,
@@ -120,13 +123,22 @@ def main(argv=None) -> int:
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None
-    trainer = pl.Trainer(**trainer_arguments(args.exp_name, dict(
-        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
-        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
-        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
-    )))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
+    return module, datamodule, trainer_kwargs, resume, weights_only
+
+
+@cli_errors
+def main(argv=None) -> int:
+    from_command_line = argv is None
+    argv = sys.argv[1:] if from_command_line else list(argv)
+    if argv and argv[0] in CLI_SUBCOMMANDS + ("--print_config",) or argv[:1] == ["--config"]:
+        from modules.cli import LSegCLI
+
+        LSegCLI(args=None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+        return 0
+    import pytorch_lightning as pl
+
+    module, datamodule, trainer_kwargs, resume, weights_only = build(build_parser().parse_args(argv))
+    pl.Trainer(**trainer_kwargs).fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
     return 0
 
 

@@ -9,31 +9,39 @@ import torch
 from . import get_dataset
 
 
-class EpochSampler(torch.utils.data.Sampler):
+class EpochSampler(torch.utils.data.DistributedSampler):
     """Shuffles with ``seed + epoch`` and yields ``(index, epoch)``; Lightning calls ``set_epoch``.
 
     The order and (through the dataset) the augmentation of every epoch are
     fixed by the seed, so a resumed run sees the batches an uninterrupted run
-    would have seen; ``skip`` leaves out the first samples of the next pass once
-    (a run resumed mid-epoch, ``modules.callbacks.Interruptible``).
+    would have seen; ``skip`` leaves out this process's first samples of the next
+    pass once (a run resumed mid-epoch, ``modules.callbacks.Interruptible``).
+
+    With several processes (``replicas``) it gives each one its slice of the
+    global batch: at step ``s``, process ``r`` gets items
+    ``[s*R*b + r*b, s*R*b + (r+1)*b)`` of the epoch's order, so ``R`` processes of
+    batch ``b`` see, at every step, the images (and augmentation) one process of
+    batch ``R*b`` sees. A ``DistributedSampler`` already, so Lightning keeps it.
     """
 
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, size: int, seed: int, batch_size: int = 1, rank: int = 0, replicas: int = 1):
+        super().__init__(range(size), num_replicas=replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.size, self.batch_size = size, batch_size
+        self.global_batch = batch_size * replicas
         self.skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        steps = self.size // self.global_batch
+        mine = [int(i) for s in range(steps)
+                for i in order[s * self.global_batch + self.rank * self.batch_size:][:self.batch_size]]
+        if self.num_replicas == 1:  # one process keeps the last partial batch for the loader to drop
+            mine = [int(i) for i in order]
         skip, self.skip = self.skip, 0
-        return iter([(int(i), self.epoch) for i in order[skip:]])
+        return iter([(i, self.epoch) for i in mine[skip:]])
 
     def __len__(self) -> int:
-        return self.size
+        return self.size if self.num_replicas == 1 else (self.size // self.global_batch) * self.batch_size
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -58,7 +66,10 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         seed = self.hparams.seed
-        sampler = EpochSampler(len(self.trainset), seed) if seed is not None else None
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = (EpochSampler(len(self.trainset), seed, self.hparams.batch_size, rank, replicas)
+                   if seed is not None else None)
         if sampler is not None:
             sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
         return torch.utils.data.DataLoader(

@@ -1,9 +1,21 @@
 """The bridge between the Lightning shell (torch tensors) and the MindSpore compute core.
 
-Batches cross without a copy on CPU (``mindspore.Tensor.from_numpy`` over the
-torch tensor's memory); loss and predictions come back the same way. The
-MindSpore network holds the live weights while training; ``state_dict`` gives
-them under torch names for Lightning's checkpoints.
+The MindSpore network runs on the device Lightning chose for the process
+(``cpu``, or ``cuda:<local rank>`` -> MindSpore ``GPU:<local rank>``); batches
+cross to it and loss and predictions come back onto the LightningModule's
+device through ``lang_seg.handoff`` (shared memory on CPU, DLPack or host
+memory on a GPU). The MindSpore network holds the live weights while
+training; ``state_dict`` gives them under torch names for Lightning's
+checkpoints.
+
+Under data-parallel training (a ``torch.distributed`` process group of more
+than one process, set up by Lightning's DDP strategy), each process computes its
+gradients in MindSpore (``SplitStep``), the bridge averages them across
+processes in one ``all_reduce`` of one flat torch vector (on the module's
+device: gloo on CPU, NCCL on GPUs), and MindSpore applies the
+SGD update: every process holds the same weights after every step. BatchNorm's
+running statistics then come from rank 0 (one ``broadcast``), as torch's
+``DistributedDataParallel`` does with its default ``broadcast_buffers``.
 """
 from __future__ import annotations
 
@@ -14,59 +26,108 @@ import numpy as np
 import torch
 
 from .backends.mindspore_backend import MindSporeModel
+from .backends.mindspore_split import SplitStep
 from .backends.mindspore_train import TrainStep
 from .config import NetOptions
+from .handoff import Handoff
 
 
-def to_mindspore(t: torch.Tensor, dtype=None):
-    import mindspore as ms
-
-    array = t.detach().cpu().numpy()
-    if dtype is not None and array.dtype != dtype:
-        array = array.astype(dtype)
-    return ms.Tensor.from_numpy(np.ascontiguousarray(array))
+def mindspore_device(device: torch.device) -> str:
+    """The MindSpore device for a torch one: ``cpu``, or ``gpu:<index>`` for ``cuda:<index>``."""
+    device = torch.device(device)
+    return "cpu" if device.type == "cpu" else f"gpu:{device.index or 0}"
 
 
-def to_torch(t) -> torch.Tensor:
-    return torch.from_numpy(t.asnumpy())
+def process_group_size() -> int:
+    """Processes in the default ``torch.distributed`` group (1 when none is set up)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class MindSporeBridge:
     """The MindSpore network behind a Lightning module: eval at once, training after ``setup_training``."""
 
-    def __init__(self, options: NetOptions, state: Dict[str, np.ndarray], mode: Optional[str] = None):
-        self.model = MindSporeModel(options, state=state, mode=mode, what="initial weights")
+    def __init__(self, options: NetOptions, state: Dict[str, np.ndarray], mode: Optional[str] = None,
+                 device: torch.device = torch.device("cpu")):
+        self.model = MindSporeModel(options, device=mindspore_device(device), state=state, mode=mode,
+                                    what="initial weights")
+        self.handoff = Handoff(device)
         self.step: Optional[TrainStep] = None
-        self.handoff_seconds = 0.0  # time spent crossing between frameworks
+        self.split: Optional[SplitStep] = None
+        self.world_size = 1
+        self.all_reduce_seconds = 0.0  # time spent averaging gradients across processes
 
-    def setup_training(self, lr: float, steps_per_epoch: int, max_epochs: int, momentum: float = 0.9,
+    @property
+    def handoff_seconds(self) -> float:
+        """Time spent crossing between frameworks."""
+        return self.handoff.seconds
+
+    def setup_training(self, lr: float, steps_per_epoch: Optional[int], max_epochs: int, momentum: float = 0.9,
                        weight_decay: float = 1e-4, accumulate: int = 1) -> None:
-        """Build the compiled training step (SGD state starts fresh; see ``load_optimizer_state``)."""
+        """Build the compiled training step (SGD state starts fresh; see ``load_optimizer_state``).
+        ``steps_per_epoch=None``: the schedule follows ``set_epoch``."""
         self.step = TrainStep(self.model.net, lr, steps_per_epoch, max_epochs, momentum=momentum,
                               weight_decay=weight_decay, accumulate=accumulate, mode=self.model.mode)
+        self.world_size = process_group_size()
+        self.split = SplitStep(self.step) if self.world_size > 1 else None
 
     def _in(self, images: torch.Tensor, target: Optional[torch.Tensor] = None):
-        start = time.perf_counter()
-        x = to_mindspore(images, np.float32)
-        y = to_mindspore(target, np.int32) if target is not None else None  # MindSpore's CPU loss wants int32
-        self.handoff_seconds += time.perf_counter() - start
+        x = self.handoff.to_mindspore(images, np.float32)
+        y = self.handoff.to_mindspore(target, np.int32) if target is not None else None  # the CPU loss wants int32
         return x, y
 
     def _out(self, *tensors):
-        import mindspore as ms
+        if self.handoff.device.type != "cpu":
+            import mindspore as ms
 
-        ms.runtime.synchronize()  # the step runs asynchronously: wait for it, so it is not counted as hand-off
-        start = time.perf_counter()
-        result = tuple(to_torch(t) for t in tensors)
-        self.handoff_seconds += time.perf_counter() - start
-        return result
+            ms.runtime.synchronize()  # the step runs asynchronously on a GPU: not counted as hand-off
+        return tuple(self.handoff.to_torch(t) for t in tensors)
 
-    def train_batch(self, images: torch.Tensor, target: torch.Tensor, labels: Sequence[str]):
-        """One micro-batch of training: ``(loss, out, stepped)`` with loss and out as torch tensors."""
+    def train_batch(self, images: torch.Tensor, target: torch.Tensor, labels: Sequence[str], last: bool = False):
+        """One micro-batch of training: ``(loss, out, stepped)`` with loss and out as torch tensors on the
+        module's device. ``last``: the epoch's last micro-batch (an accumulated update is applied there)."""
         x, y = self._in(images, target)
-        loss, out, stepped = self.step(x, y, self.model.text_features(labels))
+        text = self.model.text_features(labels)
+        if self.split is None:
+            loss, out, stepped = self.step(x, y, text, last=last)
+        else:
+            loss, out, grads = self.split.gradient_step(x, y, text, last=last)
+            stepped = grads is not None
+            if stepped:
+                self._averaged_update(grads)
         loss_t, out_t = self._out(loss, out)
         return loss_t, out_t, stepped
+
+    def _averaged_update(self, grads) -> None:
+        """Average the gradients over the processes (one flat vector, one ``all_reduce``), apply them, and
+        give every process rank 0's BatchNorm statistics (one ``broadcast``)."""
+        dist = torch.distributed
+        start = time.perf_counter()
+        flat, parts = self._flatten(grads)
+        dist.all_reduce(flat)  # SUM (gloo has no AVG), then the mean
+        flat.div_(self.world_size)
+        averaged = [self.handoff.to_mindspore(part) for part in parts(flat)]
+        self.all_reduce_seconds += time.perf_counter() - start
+        self.split.apply_gradients(averaged)
+        if self.split.buffers:
+            flat, parts = self._flatten(self.split.buffers)
+            dist.broadcast(flat, src=0)
+            if dist.get_rank() != 0:
+                import mindspore as ms
+
+                for param, part in zip(self.split.buffers, parts(flat)):
+                    param.set_data(ms.Tensor(part.cpu().numpy()))
+
+    def _flatten(self, tensors):
+        """MindSpore tensors as one torch vector on the module's device, and how to cut it back into views."""
+        torch_tensors = [self.handoff.to_torch(t) for t in tensors]
+        shapes = [t.shape for t in torch_tensors]
+        flat = torch.cat([t.reshape(-1) for t in torch_tensors])
+
+        def parts(vector):
+            return [v.view(shape) for v, shape in zip(vector.split([s.numel() for s in shapes]), shapes)]
+
+        return flat, parts
 
     def eval_batch(self, images: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
         x, _ = self._in(images)
@@ -92,4 +153,4 @@ class MindSporeBridge:
             param.set_data(ms.Tensor(np.asarray(value, np.float32).reshape(param.shape)))
         self.step.optimizer.global_step.set_data(
             ms.Tensor(np.asarray(state["global_step"]).reshape(self.step.optimizer.global_step.shape).astype(np.int32)))
-        self.step.micro_step = int(state.get("micro_step", 0))
+        self.step.micro_step = int(state.get("micro_step", 0)) % self.step.accumulate

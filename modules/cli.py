@@ -8,7 +8,8 @@ loss. The learning rate follows ``data.batch_size`` and the schedule
 ``trainer.max_epochs``, as upstream's single parser does. Gradient
 accumulation is ``model.accumulate_grad_batches`` for both backends (the
 MindSpore backend accumulates inside its compiled step; Lightning's own
-accumulation is used for torch).
+accumulation is used for torch). Devices, strategy and ``trainer.sync_batchnorm`` go through the
+same set-up as the upstream-flag form (``modules.trainer.trainer_arguments``).
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ class LSegCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
-        kwargs = trainer_arguments(self._get(self.config_init, "exp_name"), {**config, **kwargs})
+        kwargs = trainer_arguments(self._get(self.config_init, "exp_name"), {**config, **kwargs},
+                                   backend=self.model.backend)
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self):

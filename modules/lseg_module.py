@@ -8,7 +8,6 @@ upstream's flag names, so its checkpoints carry the network options
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -16,10 +15,12 @@ import torch
 
 from lang_seg.config import NetOptions, check_backend
 from lang_seg.labels import ade20k_labels
+from lang_seg.names import is_trained
 
 from .lsegmentation_module import LSegmentationModule
 from .models.lseg_net import LSegNet
 from .optimizer_state import is_mindspore_state, mindspore_from_torch, move_step_counter, torch_from_mindspore
+from .trainer import check_mindspore_trainer
 
 
 class LSegModule(LSegmentationModule):
@@ -38,13 +39,17 @@ class LSegModule(LSegmentationModule):
         self.options = NetOptions(backbone=backbone, features=num_features, readout=readout, use_bn=use_bn,
                                   arch_option=arch_option, block_depth=block_depth, activation=activation)
         self.net = LSegNet(self.options, pretrained=pretrained)
-        self.net.clip_pretrained.requires_grad_(False)
+        # what upstream's SGD never updates (the CLIP text tower, and what the forward never reaches: the ViT's
+        # tail, scratch.refinenet4.resConfUnit1) is frozen, so DDP needs no find_unused_parameters
+        for name, param in self.net.named_parameters():
+            param.requires_grad_(is_trained(name, self.options))
         self._text_features: Optional[torch.Tensor] = None
         self.backend = backend
         # MindSpore runs forward, loss, backward and the SGD step itself: Lightning only drives the loop
         self.automatic_optimization = backend == "torch"
         self.bridge = None
         self._pending_ms_optimizer = None
+        self._last_in_epoch = False
 
     def text_features(self) -> torch.Tensor:
         if self._text_features is None or self._text_features.device != self.device:
@@ -60,32 +65,48 @@ class LSegModule(LSegmentationModule):
         from lang_seg.bridge import MindSporeBridge
 
         state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
-        self.bridge = MindSporeBridge(self.options, state, mode=self.hparams.ms_mode)
+        # on the device Lightning chose for this process (cpu, or cuda:<local rank>)
+        self.bridge = MindSporeBridge(self.options, state, mode=self.hparams.ms_mode, device=self.device)
 
     def _setup_bridge_training(self):
         h = self.hparams
-        batches = self.trainer.num_training_batches
-        steps_per_epoch = max(1, math.ceil(batches / h.accumulate_grad_batches)) if math.isfinite(batches) else 1
         if self.bridge is None:
             self._build_bridge()
-        self.bridge.setup_training(self.lr, steps_per_epoch, h.max_epochs, momentum=h.momentum,
+        # the schedule follows Lightning's epoch (set_epoch), as torch's LambdaLR stepped per epoch does,
+        # whatever the number of processes (and so of steps per epoch) a run resumes with
+        self.bridge.setup_training(self.lr, None, h.max_epochs, momentum=h.momentum,
                                    weight_decay=h.weight_decay, accumulate=h.accumulate_grad_batches)
         if self._pending_ms_optimizer is not None:
             self.bridge.load_optimizer_state(self._pending_ms_optimizer)
             self._pending_ms_optimizer = None
+        self.optimizers().optimizer.follow_mindspore()
 
     def restore_ms_optimizer(self, state) -> None:
         if state is None:
             return
         if self.bridge is not None and self.bridge.step is not None:
             self.bridge.load_optimizer_state(state)
+            self.optimizers().optimizer.follow_mindspore()
         else:
             self._pending_ms_optimizer = state
 
+    def setup(self, stage: str) -> None:
+        if self.backend == "mindspore":
+            check_mindspore_trainer(self.trainer)
+
     def on_train_start(self):
-        # the train loader's length (steps per epoch for the schedule) is known from here on
         if self.backend == "mindspore":
             self._setup_bridge_training()
+
+    def on_train_epoch_start(self):
+        if self.backend == "mindspore":
+            self.bridge.step.set_epoch(self.current_epoch)
+            self.optimizers().optimizer.follow_mindspore()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Lightning's loop steps torch's optimizer after every `accumulate` micro-batches and at an epoch's
+        # last one; the MindSpore step follows the same rule
+        self._last_in_epoch = batch_idx + 1 >= self.trainer.num_training_batches
 
     def on_validation_start(self):
         if self.backend == "mindspore" and self.bridge is None:
@@ -96,16 +117,16 @@ class LSegModule(LSegmentationModule):
 
     def configure_optimizers(self):
         if self.backend == "mindspore":
-            from .mindspore_optimizer import MindSporeOptimizer
+            from .mindspore_optimizer import SGD
 
             # MindSpore's SGD runs inside the bridge; Lightning counts its steps and saves its state
-            return MindSporeOptimizer(self.parameter_groups(), self)
+            return SGD(self.parameter_groups(), self, momentum=self.momentum, weight_decay=self.weight_decay)
         return super().configure_optimizers()
 
     def train_forward(self, img, target):
         if self.backend == "torch":
             return super().train_forward(img, target)
-        loss, out, stepped = self.bridge.train_batch(img, target, self.labels)
+        loss, out, stepped = self.bridge.train_batch(img, target, self.labels, last=self._last_in_epoch)
         if stepped:
             self.optimizers().step()  # the update already ran in MindSpore: Lightning counts it
         return loss, out

@@ -54,7 +54,7 @@ class LSegmentationModule(pl.LightningModule):
         img, target = batch
         loss, out = self.train_forward(img, target)
         self.train_pix_acc(out.argmax(1), target)
-        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_loss", loss, prog_bar=True, sync_dist=True)  # under DDP: the mean over processes
         self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)
         return loss
 
@@ -67,7 +67,7 @@ class LSegmentationModule(pl.LightningModule):
         pred = out.argmax(1)
         self.val_pix_acc(pred, target)
         self.val_miou(pred, target)
-        self.log("val_loss", self.loss(out, target), prog_bar=True)
+        self.log("val_loss", self.loss(out, target), prog_bar=True, sync_dist=True)
         self.log("pix_acc", self.val_pix_acc, prog_bar=True)
         self.log("mIoU", self.val_miou, prog_bar=True)
 

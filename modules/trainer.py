@@ -5,18 +5,31 @@ Logs and checkpoints go under ``checkpoints/<exp_name>/version_<N>/`` (CSV, plus
 TensorBoard when it is installed), ``last.ckpt`` and the best ``pix_acc``
 checkpoint are written through a temporary name, and the run stops at the first
 non-finite loss.
+
+Devices and processes, as upstream trains (every GPU, DDP, synchronised BatchNorm): the accelerator and
+devices default to ``auto``; with more than one process the strategy is Lightning's ``ddp``; the torch
+backend synchronises BatchNorm across processes (``SyncBatchNormAnyDevice``: GPUs and CPUs). The MindSpore
+backend's BatchNorm stays per process (its layers run inside compiled graphs that a torch process group
+cannot enter), and ``auto`` never picks a GPU MindSpore cannot use.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-from typing import List, Mapping
+from typing import List, Mapping, Optional
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_warn
+
+from lang_seg.errors import LangSegError
 
 from .callbacks import FiniteLoss, FitSummary, Interruptible, default_checkpoints
 from .checkpoint_io import AtomicCheckpointIO
+from .sync_batchnorm import SyncBatchNormAnyDevice
+
+GPU_NAMES = ("gpu", "cuda")
+PRECISIONS_32 = ("32-true", "32", 32)
 
 LOG_ROOT = "checkpoints"
 
@@ -59,14 +72,57 @@ def checkpoint_for_lightning(path, trust: bool = False, resume: bool = True, fla
     return weights_only
 
 
-def trainer_arguments(exp_name: str, given: Mapping) -> dict:
+def torch_sees_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def mindspore_accelerator(accelerator: Optional[str]) -> str:
+    """The accelerator for the MindSpore backend: ``auto`` is a GPU only where both torch and MindSpore's GPU
+    plugin can use one, else the CPU; ``gpu`` where MindSpore cannot use one stops with what is missing."""
+    from lang_seg.backends.mindspore_backend import gpu_problem
+
+    accelerator = str(accelerator or "auto").lower()
+    if accelerator == "auto":
+        return "gpu" if torch_sees_gpu() and gpu_problem() is None else "cpu"
+    if accelerator in GPU_NAMES:
+        problem = gpu_problem() or (None if torch_sees_gpu() else "torch sees no CUDA GPU")
+        if problem:
+            raise LangSegError(f"--backend mindspore cannot train on the GPU: {problem}; use --accelerator cpu")
+    elif accelerator != "cpu":
+        raise LangSegError(f"--backend mindspore runs on 'cpu' or 'gpu', not {accelerator!r}: use --accelerator cpu")
+    return accelerator
+
+
+def trainer_arguments(exp_name: str, given: Mapping, backend: str = "torch") -> dict:
     """``pl.Trainer`` keyword arguments: ``given``, plus this project's defaults for what it leaves unset
-    (loggers, the atomic checkpoint plugin, the root folder, checkpoint and loss callbacks)."""
+    (loggers, the atomic checkpoint plugin, the root folder, checkpoint and loss callbacks, the devices and,
+    for the torch backend, synchronised BatchNorm under DDP). ``sync_batchnorm=None`` means the default:
+    on for torch (it only acts with more than one process), off for MindSpore."""
     kwargs = dict(given)
+    for key in ("accelerator", "devices", "strategy"):
+        kwargs[key] = kwargs.get(key) or "auto"
+    if backend == "mindspore":
+        kwargs["accelerator"] = mindspore_accelerator(kwargs["accelerator"])
+        if kwargs.get("sync_batchnorm"):
+            raise LangSegError(
+                "--sync_batchnorm is not available with the MindSpore backend (its BatchNorm runs inside compiled "
+                "graphs that no process group reaches): leave it off for per-process BatchNorm, or use --backend torch"
+            )
+        kwargs["sync_batchnorm"] = False
+    else:
+        if str(kwargs["accelerator"]).lower() in GPU_NAMES and not torch_sees_gpu():
+            raise LangSegError("--accelerator gpu: torch sees no CUDA GPU here; use --accelerator cpu (or auto)")
+        if kwargs.get("sync_batchnorm") is None:
+            kwargs["sync_batchnorm"] = True
     if kwargs.get("logger") in (None, True):
         kwargs["logger"] = default_loggers(exp_name)
     if not kwargs.get("plugins"):
         kwargs["plugins"] = [AtomicCheckpointIO()]
+    if kwargs["sync_batchnorm"] and not any(isinstance(p, SyncBatchNormAnyDevice) for p in kwargs["plugins"]):
+        on_gpu = str(kwargs["accelerator"]).lower() in GPU_NAMES or (kwargs["accelerator"] == "auto" and torch_sees_gpu())
+        kwargs["plugins"] = list(kwargs["plugins"]) + [SyncBatchNormAnyDevice(gpu=on_gpu)]
     if kwargs.get("default_root_dir") is None:
         kwargs["default_root_dir"] = os.path.join(LOG_ROOT, exp_name)
     callbacks = list(kwargs.get("callbacks") or [])
@@ -77,3 +133,16 @@ def trainer_arguments(exp_name: str, given: Mapping) -> dict:
             callbacks.append(kind())
     kwargs["callbacks"] = callbacks
     return kwargs
+
+
+def check_mindspore_trainer(trainer) -> None:
+    """What the MindSpore backend supports of a Trainer, checked when a run starts: full precision
+    (its compiled step is float32), and, under DDP, per-process BatchNorm (said once)."""
+    if trainer.precision not in PRECISIONS_32:
+        raise LangSegError(
+            f"precision {trainer.precision!r} is not available with the MindSpore backend (its compiled step is "
+            "float32): use precision='32-true', or --backend torch for mixed precision"
+        )
+    if trainer.world_size > 1:
+        rank_zero_warn(f"MindSpore backend on {trainer.world_size} processes: gradients are averaged across them, "
+                       "BatchNorm statistics are per process (rank 0's are kept), not synchronised")

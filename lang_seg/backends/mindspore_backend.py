@@ -48,6 +48,28 @@ def cap_onednn_isa() -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 
+def gpu_problem() -> Optional[str]:
+    """Why MindSpore cannot use an NVIDIA GPU here, or None when its GPU plugin loads."""
+    import logging
+
+    from mindspore import log
+
+    logger = log._get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # MindSpore warns in several lines; the caller says it in one
+    try:
+        from mindspore.device_context.gpu.device import is_available
+
+        if is_available():
+            return None
+    except Exception:  # plugin import itself fails without CUDA libraries
+        pass
+    finally:
+        logger.setLevel(level)
+    return ("its GPU plugin did not load: MindSpore 2.10 needs an NVIDIA driver with the CUDA 11.x runtime and "
+            "cuDNN 8 libraries (libcudart.so.11.0, libcudnn.so.8) on LD_LIBRARY_PATH")
+
+
 def use_device(device: str) -> None:
     """Select MindSpore's device once per process; a clear error when the GPU plugin cannot load."""
     target, index = parse_device(device)
@@ -63,18 +85,9 @@ def use_device(device: str) -> None:
             )
         return
     if target == "GPU":
-        try:
-            from mindspore.device_context.gpu.device import is_available
-
-            available = is_available()
-        except Exception:  # plugin import itself fails without CUDA libraries
-            available = False
-        if not available:
-            raise LangSegError(
-                f"MindSpore cannot use {device!r}: its GPU plugin did not load. MindSpore 2.10 needs an NVIDIA "
-                "driver with CUDA 11.x runtime and cuDNN 8 libraries (libcudart.so.11.0, libcudnn.so.8) on "
-                "LD_LIBRARY_PATH; use device='cpu' otherwise"
-            )
+        problem = gpu_problem()
+        if problem:
+            raise LangSegError(f"MindSpore cannot use {device!r}: {problem}; use device='cpu' otherwise")
     ms.set_device(target, index if target == "GPU" else None)
     _DEVICE.update(target=target, id=index)
 

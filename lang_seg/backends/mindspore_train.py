@@ -1,7 +1,7 @@
 """Compiled MindSpore loss + gradients for LSeg training (what the Lightning bridge drives)."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import mindspore as ms
 import numpy as np
@@ -54,18 +54,25 @@ class LossAndGrad:
 
 
 class PolyEpochLR(nn.learning_rate_schedule.LearningRateSchedule):
-    """Upstream's schedule from the optimizer's step counter:
-    ``lr * (1 - epoch / max_epochs) ** 0.9`` with ``epoch = step // steps_per_epoch``."""
+    """Upstream's schedule ``lr * (1 - epoch / max_epochs) ** 0.9`` with ``epoch = step // steps_per_epoch``
+    from the optimizer's step counter, or, with ``steps_per_epoch=None``, the ``epoch`` the training loop
+    sets (``TrainStep.set_epoch``): Lightning's epoch, right whatever the number of processes a run
+    resumed with (steps per epoch change with it)."""
 
-    def __init__(self, lr: float, steps_per_epoch: int, max_epochs: int, power: float = 0.9):
+    def __init__(self, lr: float, steps_per_epoch: Optional[int], max_epochs: int, power: float = 0.9,
+                 epoch: Optional[ms.Parameter] = None):
         super().__init__()
         self.lr = lr
         self.steps_per_epoch = steps_per_epoch
         self.max_epochs = float(max_epochs)
         self.power = power
+        self.epoch = epoch
 
     def construct(self, global_step):
-        epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
+        if self.steps_per_epoch is None:
+            epoch = self.epoch
+        else:
+            epoch = ops.floor_div(global_step, self.steps_per_epoch).astype(ms.float32)
         # past max_epochs the factor stays 0 (upstream's formula would turn NaN)
         return self.lr * ops.pow(ops.maximum(1.0 - epoch / self.max_epochs, 0.0), self.power)
 
@@ -80,18 +87,21 @@ class TrainStep:
     Lightning's ``accumulate_grad_batches`` does.
     """
 
-    def __init__(self, net, lr: float, steps_per_epoch: int, max_epochs: int, momentum: float = 0.9,
+    def __init__(self, net, lr: float, steps_per_epoch: Optional[int], max_epochs: int, momentum: float = 0.9,
                  weight_decay: float = 1e-4, accumulate: int = 1, mode: str = "graph"):
+        """``steps_per_epoch=None``: the schedule follows the epoch given to ``set_epoch``."""
         self.net = net
         self.accumulate = accumulate
+        self.mode = mode
         self.loss_and_grad = LossAndGrad(net, mode=mode)
         params = self.loss_and_grad.params
         names = self.loss_and_grad.names
+        self.epoch = ms.Parameter(ms.Tensor(0.0, ms.float32), name="schedule_epoch", requires_grad=False)
         groups = [
             {"params": [p for p, n in zip(params, names) if n.startswith("pretrained.")],
-             "lr": PolyEpochLR(lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
+             "lr": PolyEpochLR(lr, steps_per_epoch, max_epochs, epoch=self.epoch), "weight_decay": weight_decay},
             {"params": [p for p, n in zip(params, names) if n.startswith("scratch.")],
-             "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
+             "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs, epoch=self.epoch), "weight_decay": weight_decay},
         ]
         self.optimizer = nn.SGD(groups, learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
         # the optimizer holds the groups' parameters in its own order
@@ -144,16 +154,31 @@ class TrainStep:
     def global_step(self) -> int:
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
-    def __call__(self, images, target, text_features):
-        """One micro-batch; returns ``(loss, out, stepped)``."""
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the schedule uses when built with ``steps_per_epoch=None``."""
+        self.epoch.set_data(ms.Tensor(float(epoch), ms.float32))
+
+    def learning_rates(self) -> List[float]:
+        """Each group's learning rate for the next update (MindSpore's own schedule, evaluated now)."""
+        return [float(rate.asnumpy()) for rate in self.optimizer.get_lr()]
+
+    def steps_now(self, last: bool) -> bool:
+        """Count one micro-batch; True when it completes an update: every ``accumulate`` micro-batches, and at
+        the last micro-batch of an epoch (``last``), as Lightning's loop steps for torch."""
+        self.micro_step += 1
+        if self.micro_step >= self.accumulate or last:
+            self.micro_step = 0
+            return True
+        return False
+
+    def __call__(self, images, target, text_features, last: bool = False):
+        """One micro-batch; returns ``(loss, out, stepped)``. ``last``: the epoch's last micro-batch."""
         self.net.set_train(True)
         if self.accumulate == 1:
             loss, out = self._step(images, target, text_features)
             return loss, out, True
         loss, out = self._accumulate(images, target, text_features)
-        self.micro_step += 1
-        if self.micro_step % self.accumulate == 0:
+        if self.steps_now(last):
             self._apply()
             return loss, out, True
         return loss, out, False
-
