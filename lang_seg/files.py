@@ -19,6 +19,8 @@ _FIXES = {
     errno.EACCES: "the folder is not writable: choose another one",
     errno.EPERM: "the folder is not writable: choose another one",
     errno.EROFS: "the folder is on a read-only file system: choose another one",
+    errno.EEXIST: "a file stands where a folder of the path should be: choose another path",
+    errno.ENOTDIR: "a file stands where a folder of the path should be: choose another path",
 }
 
 
