@@ -89,7 +89,7 @@ class TrainStep:
         names = self.loss_and_grad.names
         groups = [
             {"params": [p for p, n in zip(params, names) if n.startswith("pretrained.")],
-             "lr": PolyEpochLR(lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
+             "lr": PolyEpochLR(lr, steps_per_epoch, max_epochs), "weight_decay": 0.0},
             {"params": [p for p, n in zip(params, names) if n.startswith("scratch.")],
              "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs), "weight_decay": weight_decay},
         ]
