@@ -252,8 +252,8 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
     record = dict(dataset=args.dataset, jobname=args.jobname, time=stamp, seconds=round(elapsed, 3), **settings,
                   **summary)
     atomic_write(log.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
-    with open(log, "a", encoding="utf-8") as f:  # one write: the block is whole or absent
-        f.write(log_text)
+    earlier = log.read_text(encoding="utf-8") if log.exists() else ""  # appended as upstream, written whole
+    atomic_write(log, lambda tmp: Path(tmp).write_text(earlier + log_text, encoding="utf-8"))
     print(f"appended to {log}; wrote {log.with_suffix('.json')}")
     return 0
 

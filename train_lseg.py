@@ -97,6 +97,7 @@ def build(args: argparse.Namespace):
 
     from data.datamodule import SegmentationDataModule
     from modules.lseg_module import LSegModule
+    from modules.lsegmentation_module import check_data_fits
     from modules.trainer import LOG_ROOT, checkpoint_for_lightning, lightning_accumulation, trainer_arguments
 
     if args.seed is not None:
@@ -120,6 +121,7 @@ def build(args: argparse.Namespace):
         weight_decay=args.weight_decay, momentum=args.momentum, ignore_index=args.ignore_index,
         backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches,
     )
+    check_data_fits(module, datamodule)  # before the Trainer makes its log folder
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None

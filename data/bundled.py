@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lang_seg.files import atomic_write
+
 ROOT = Path(__file__).resolve().parent / "bundled"
 SIZE = (320, 240)  # width, height of generated scenes
 N_TRAIN, N_VAL = 24, 6
@@ -106,8 +108,10 @@ def build(root: Path = ROOT) -> Path:
         (base / "images" / sub).mkdir(parents=True)
         (base / "annotations" / sub).mkdir(parents=True)
         for name, rgb, mask in entries:
-            Image.fromarray(rgb).save(base / "images" / sub / f"ADE_{sub}_{name}.jpg", quality=90)
-            Image.fromarray(mask, mode="L").save(base / "annotations" / sub / f"ADE_{sub}_{name}.png")
+            atomic_write(base / "images" / sub / f"ADE_{sub}_{name}.jpg",
+                         lambda tmp: Image.fromarray(rgb).save(tmp, format="JPEG", quality=90))
+            atomic_write(base / "annotations" / sub / f"ADE_{sub}_{name}.png",
+                         lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"))
     return base
 
 

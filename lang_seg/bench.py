@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -271,8 +272,9 @@ def main(argv: List[str] = None) -> int:
             result[backend].update(json.loads(line[len("BENCH "):]))
     print(format_table(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        from .files import atomic_write
+
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
     return 0
 
 

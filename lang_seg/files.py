@@ -5,10 +5,23 @@ Lightning's checkpoint plugin) goes through ``atomic_write``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from .errors import LangSegError
+
+_FIXES = {
+    errno.ENOSPC: "free some disk space and run again",
+    errno.EDQUOT: "free some disk space and run again",
+    errno.EACCES: "the folder is not writable: choose another one",
+    errno.EPERM: "the folder is not writable: choose another one",
+    errno.EROFS: "the folder is on a read-only file system: choose another one",
+    errno.EEXIST: "a file stands where a folder of the path should be: choose another path",
+    errno.ENOTDIR: "a file stands where a folder of the path should be: choose another path",
+}
 
 
 def umask_mode() -> int:
@@ -33,20 +46,26 @@ def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> No
     new one under ``path``, never a part; the temporary file is removed on error.
     ``suffix``: the temporary name's ending, for writers that insist on one (MindSpore
     wants ``.ckpt``). The file gets ``umask_mode()`` whatever the writer set (``mkstemp``
-    makes 0600, MindSpore's ``save_checkpoint`` 0400).
+    makes 0600, MindSpore's ``save_checkpoint`` 0400). A system error (full disk, folder
+    not writable) becomes one ``LangSegError`` line naming the file and the fix.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, umask_mode())
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            fix = _FIXES.get(exc.errno, "check the path")
+            raise LangSegError(f"cannot write {path} ({exc.strerror or exc}): {fix}; "
+                               "any earlier file of that name is unchanged") from None
         raise
     try:
         _fsync(path.parent, directory=True)  # the rename itself

@@ -28,6 +28,11 @@ def check_images(images, patch_size: int) -> np.ndarray:
             "use (x / 255 - 0.5) / 0.5"
         )
     check_image_size(images.shape[2], images.shape[3], patch_size)
+    bad = ~np.isfinite(images)
+    if bad.any():  # they would turn every score they reach into NaN
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise LangSegError(f"images hold {int(bad.sum())} NaN or infinite values (first at index {where}): "
+                           "replace them, e.g. with np.nan_to_num, before segmenting")
     return np.asarray(images, order="C")
 
 

@@ -349,8 +349,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "passed": not failed,
                 "sections": {name: [asdict(row) for row in part] for name, part in sections.items()},
             }
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2)
+            from pathlib import Path
+
+            from .files import atomic_write
+
+            atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
         return 1 if failed else 0
 
     return run_cli(parser.parse_args(argv))

@@ -20,6 +20,7 @@ from pytorch_lightning.cli import LightningCLI
 from data.datamodule import SegmentationDataModule
 
 from .lseg_module import LSegModule
+from .lsegmentation_module import check_data_fits
 from .trainer import checkpoint_for_lightning, lightning_accumulation, trainer_arguments
 
 DEFAULT_EPOCHS = 1000  # Lightning's own default when neither max_epochs nor max_steps is set
@@ -61,8 +62,10 @@ class LSegCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self):
-        # a missing dataset fails here, with the expected path, before anything is written
+        # a missing dataset, a label set or crop size that does not fit fails here, before anything is written
         self.datamodule.setup("fit")
+        check_data_fits(self.model, self.datamodule)
 
     def before_validate(self):
         self.datamodule.setup("validate")
+        check_data_fits(self.model, self.datamodule)

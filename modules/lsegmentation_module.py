@@ -16,7 +16,25 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from lang_seg.errors import LangSegError
+
 POLY_POWER = 0.9
+
+
+def check_data_fits(module, datamodule) -> None:
+    """Before anything runs or is written: the module's label set has the datasets' class count, and the
+    crop size is a multiple of the ViT's patch size (otherwise MindSpore fails deep in a shape error)."""
+    crop = getattr(datamodule, "hparams", {}).get("crop_size")
+    patch = module.net.patch_size
+    if crop is not None and crop % patch:
+        fit = max(patch, round(crop / patch) * patch)
+        raise LangSegError(f"crop size {crop} is not a multiple of the patch size {patch} of the backbone: "
+                           f"use e.g. {fit} (--crop_size / --data.crop_size)")
+    for dataset in (getattr(datamodule, "trainset", None), getattr(datamodule, "valset", None)):
+        classes = getattr(dataset, "num_class", None)
+        if classes is not None and classes != module.num_classes:
+            raise LangSegError(f"the model has {module.num_classes} labels but the dataset has {classes} classes: "
+                               f"pass {classes} labels in the dataset's class order (or none for ADE20K's)")
 
 
 def poly_lambda(max_epochs: int):
@@ -37,10 +55,15 @@ class LSegmentationModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.ignore_index = ignore_index
+        self.num_classes = num_classes
         metric = dict(num_classes=num_classes, ignore_index=ignore_index)
         self.train_pix_acc = MulticlassAccuracy(average="micro", **metric)
         self.val_pix_acc = MulticlassAccuracy(average="micro", **metric)
         self.val_miou = MulticlassJaccardIndex(average="macro", **metric)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.datamodule is not None:
+            check_data_fits(self, self.trainer.datamodule)  # the data module's setup has run
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, target, ignore_index=self.ignore_index)

@@ -118,7 +118,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(lightning_fabric.plugins.io.torch_io, "_atomic_save", killed_mid_write)
-    with pytest.raises(OSError):
+    with pytest.raises(lang_seg.LangSegError, match=f"cannot write {path} \\(disk full\\)"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
