@@ -20,7 +20,8 @@ def test_parity_command_passes_and_writes_json(tmp_path, capsys):
     names = {row["name"] for part in sections.values() for row in part}
     assert {"layer_1", "path_1", "logits", "argmax agreement", "loss", "step 3 loss"} <= names
     assert any(n.startswith("grad scratch.") for n in names) and any(n.startswith("bn ") for n in names)
-    assert any(n.startswith("step 3 weight update") for n in names)
+    for group in ("backbone", "decoder"):  # one update row per parameter group and step
+        assert sum(n.startswith(f"step 3 weight update, {group} (") for n in names) == 1
     assert all(row["ok"] and row["rel"] <= row["tol"] for part in sections.values() for row in part)
     assert max(row["rel"] for row in sections["forward"]) < 1e-4
 
