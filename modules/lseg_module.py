@@ -91,6 +91,7 @@ class LSegModule(LSegmentationModule):
             self._pending_ms_optimizer = state
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)  # the label count and crop size against the data
         if self.backend == "mindspore":
             check_mindspore_trainer(self.trainer)
 
