@@ -51,6 +51,18 @@ def sgd_errors(after, expected):
             for n, e in expected.items()}
 
 
+def sgd_expected_per_group(before, grads, buffers, rates, momentum, weight_decay):
+    """``sgd_expected`` for each group (``rates``: name prefix -> learning rate); updates ``buffers`` in place
+    and returns the expected weights of every tensor with a gradient."""
+    expected = {}
+    for prefix, rate in rates.items():
+        weights, buffers_now = sgd_expected(before, {n: g for n, g in grads.items() if n.startswith(prefix)},
+                                            buffers, rate, momentum, weight_decay)
+        expected.update(weights)
+        buffers.update(buffers_now)
+    return expected
+
+
 def assert_group_steps(after, expected, groups):
     """Every tensor of every group within ``SGD_TOL`` of the closed form; the message names the group."""
     errors = sgd_errors(after, expected)
