@@ -15,7 +15,7 @@ from .helpers import FIXTURES
 @pytest.fixture(scope="session")
 def upstream_fixture():
     """Checkpoints and outputs written by upstream lang-seg's own model code (commit bb00b21, random
-    weights, CPU fp32) for the two tiny configurations."""
+    weights, CPU fp32) for the two tiny configurations: ``tests/fixtures/make_upstream_fixtures.py``."""
 
     def load(config):
         meta = json.loads((FIXTURES / f"upstream_{config}.json").read_text())
