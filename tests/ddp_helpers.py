@@ -29,14 +29,30 @@ def environment(**extra) -> dict:
     return env
 
 
+def command(cwd: Path, out: str, flags):
+    return [sys.executable, str(ROOT / "tests" / "ddp_run.py"), str(cwd / out), "--accelerator", "cpu", *flags]
+
+
 def run(cwd: Path, out: str, flags, timeout: int = 600, **env) -> subprocess.CompletedProcess:
     """``tests/ddp_run.py`` (train_lseg.py plus a per-rank record) in ``cwd``; fails the test on a bad exit."""
     env.setdefault("MASTER_PORT", free_port())
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_run.py"), str(cwd / out), "--accelerator", "cpu",
-                           *flags], cwd=cwd,
-                          env=environment(**env), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command(cwd, out, flags), cwd=cwd, env=environment(**env), capture_output=True, text=True,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def run_nodes(cwd: Path, out: str, flags, nodes: int, timeout: int = 600):
+    """One process per "node" on this machine, started as a cluster launcher would: Lightning's
+    ``LightningEnvironment`` reads ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``."""
+    port = free_port()
+    procs = [subprocess.Popen(command(cwd, out, [*flags, "--num_nodes", str(nodes), "--devices", "1"]), cwd=cwd,
+                              env=environment(MASTER_PORT=port, NODE_RANK=node, LOCAL_RANK=0, WORLD_SIZE=nodes),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for node in range(nodes)]
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
 
 
 def records(cwd: Path, out: str, ranks: int):
