@@ -104,6 +104,7 @@ class TrainStep:
              "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs, epoch=self.epoch), "weight_decay": weight_decay},
         ]
         self.optimizer = nn.SGD(groups, learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
+        self._group_firsts = [group["params"][0] for group in groups]  # MindSpore keeps a rate per parameter
         # the optimizer holds the groups' parameters in its own order
         order = {id(p): i for i, p in enumerate(params)}
         self._perm = [order[id(p)] for p in self.optimizer.parameters]
@@ -160,7 +161,8 @@ class TrainStep:
 
     def learning_rates(self) -> List[float]:
         """Each group's learning rate for the next update (MindSpore's own schedule, evaluated now)."""
-        return [float(rate.asnumpy()) for rate in self.optimizer.get_lr()]
+        step = self.optimizer.global_step
+        return [float(self.optimizer.get_lr_parameter(first)(step).asnumpy()) for first in self._group_firsts]
 
     def steps_now(self, last: bool) -> bool:
         """Count one micro-batch; True when it completes an update: every ``accumulate`` micro-batches, and at
