@@ -82,8 +82,8 @@ def run(backend: str, processes: int, args) -> dict:
     env = dict(os.environ, MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"),
                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     with tempfile.TemporaryDirectory() as cwd:  # Lightning's launcher re-runs this command for ranks 1..N-1
-        done = subprocess.run([sys.executable, "-m", "lang_seg.bench_ddp", "--worker", *flags, "--warmup",
-                               str(args.warmup)], cwd=cwd, env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "lang_seg.bench_ddp", "--worker", "--warmup", str(args.warmup),
+                               *flags], cwd=cwd, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode != 0 or not lines:
         said = [line for line in done.stderr.splitlines() if line.strip()]
@@ -104,6 +104,10 @@ def format_rows(results: dict) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--worker"]:  # one run: --worker --warmup W, then train_lseg.py's flags
+        worker(argv[3:], int(argv[2]))
+        return 0
     parser = argparse.ArgumentParser(prog="python -m lang_seg.bench_ddp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="torch,mindspore")
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
@@ -116,11 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="steps left out (compilation)")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args, rest = parser.parse_known_args(argv)
-    if args.worker:
-        worker(rest, args.warmup)
-        return 0
+    args = parser.parse_args(argv)
     results = {b: [run(b, int(n), args) for n in args.processes.split(",")] for b in args.backends.split(",")}
     print(format_rows(results))
     if args.json:

@@ -101,3 +101,27 @@ def test_follows_the_torch_backend_on_two_processes(ms_run, tmp_path):
         ms_update = np.concatenate([(ms_end[k] - start[k]).ravel() for k in keys])
         ref_update = np.concatenate([(ref_end[k] - start[k]).ravel() for k in keys])
         assert np.linalg.norm(ms_update - ref_update) <= 1e-2 * np.linalg.norm(ref_update)
+
+
+@pytest.mark.slow
+def test_rank_zero_writes_and_one_process_resumes(ms_run, tmp_path, monkeypatch):
+    """The 2-process run's checkpoint (written by rank 0; every rank holds the same state) resumes on one
+    process: weights, momentum and step counters come back, and training goes on from step 3."""
+    cwd, _, (rank0, _) = ms_run
+    last = cwd / "checkpoints/ms/version_0/checkpoints/last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == STEPS
+    for key, value in weights_at(rank0, f"step{STEPS}").items():
+        if key.startswith("momentum."):
+            assert np.array_equal(saved["optimizer_states"][0]["mindspore"][key].numpy(), value), key
+        else:
+            assert np.array_equal(saved["state_dict"]["net." + key].numpy(), value), key
+    monkeypatch.chdir(tmp_path)
+    assert train_lseg.main(["--exp_name", "resumed", "--backend", "mindspore", "--accelerator", "cpu", "--devices", "1",
+                            "--resume", str(last), "--max_steps", str(STEPS + 2), *TINY, *SMALL]) == 0
+    resumed = torch.load(tmp_path / "checkpoints/resumed/version_0/checkpoints/last.ckpt", map_location="cpu",
+                         weights_only=False)
+    state = resumed["optimizer_states"][0]["mindspore"]
+    assert resumed["global_step"] == STEPS + 2 and int(state["global_step"].reshape(-1)[0]) == STEPS + 2
+    key = "scratch.head1.weight"
+    assert not np.array_equal(resumed["state_dict"]["net." + key], saved["state_dict"]["net." + key])

@@ -8,7 +8,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from ..names import is_trained, ms_to_torch_name
-from .mindspore_backend import compiler, named_parameters
+from .mindspore_backend import assign, compiler, named_parameters
 
 IGNORE_INDEX = -1
 
@@ -157,7 +157,7 @@ class TrainStep:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the schedule uses when built with ``steps_per_epoch=None``."""
-        self.epoch.set_data(ms.Tensor(float(epoch), ms.float32))
+        assign(self.epoch, np.float32(epoch))  # in place: the compiled step reads this memory
 
     def learning_rates(self) -> List[float]:
         """Each group's learning rate for the next update (MindSpore's own schedule, evaluated now)."""
