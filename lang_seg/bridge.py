@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from .backends.mindspore_backend import MindSporeModel
+from .backends.mindspore_backend import MindSporeModel, assign
 from .backends.mindspore_split import SplitStep
 from .backends.mindspore_train import TrainStep
 from .config import NetOptions
@@ -113,10 +113,8 @@ class MindSporeBridge:
             flat, parts = self._flatten(self.split.buffers)
             dist.broadcast(flat, src=0)
             if dist.get_rank() != 0:
-                import mindspore as ms
-
                 for param, part in zip(self.split.buffers, parts(flat)):
-                    param.set_data(ms.Tensor(part.cpu().numpy()))
+                    assign(param, part.cpu().numpy())
 
     def _flatten(self, tensors):
         """MindSpore tensors as one torch vector on the module's device, and how to cut it back into views."""
@@ -145,12 +143,8 @@ class MindSporeBridge:
 
     def load_optimizer_state(self, state: Dict[str, np.ndarray]) -> None:
         """Restore ``optimizer_state()``'s dict; tensors it lacks start fresh (no momentum yet)."""
-        import mindspore as ms
-
         for key, param in self.step.optimizer_slots().items():
             fresh_default = 1.0 if key.startswith("fresh.") else 0.0
-            value = state[key] if key in state else np.full(param.shape, fresh_default, np.float32)
-            param.set_data(ms.Tensor(np.asarray(value, np.float32).reshape(param.shape)))
-        self.step.optimizer.global_step.set_data(
-            ms.Tensor(np.asarray(state["global_step"]).reshape(self.step.optimizer.global_step.shape).astype(np.int32)))
+            assign(param, state[key] if key in state else np.full(param.shape, fresh_default, np.float32))
+        assign(self.step.optimizer.global_step, state["global_step"])
         self.step.micro_step = int(state.get("micro_step", 0)) % self.step.accumulate

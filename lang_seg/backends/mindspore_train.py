@@ -8,7 +8,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from ..names import is_trained, ms_to_torch_name
-from .mindspore_backend import compiler, named_parameters
+from .mindspore_backend import assign, compiler, named_parameters
 
 IGNORE_INDEX = -1
 
@@ -104,6 +104,7 @@ class TrainStep:
              "lr": PolyEpochLR(10 * lr, steps_per_epoch, max_epochs, epoch=self.epoch), "weight_decay": weight_decay},
         ]
         self.optimizer = nn.SGD(groups, learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
+        self._group_firsts = [group["params"][0] for group in groups]  # MindSpore keeps a rate per parameter
         # the optimizer holds the groups' parameters in its own order
         order = {id(p): i for i, p in enumerate(params)}
         self._perm = [order[id(p)] for p in self.optimizer.parameters]
@@ -156,11 +157,12 @@ class TrainStep:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the schedule uses when built with ``steps_per_epoch=None``."""
-        self.epoch.set_data(ms.Tensor(float(epoch), ms.float32))
+        assign(self.epoch, np.float32(epoch))  # in place: the compiled step reads this memory
 
     def learning_rates(self) -> List[float]:
         """Each group's learning rate for the next update (MindSpore's own schedule, evaluated now)."""
-        return [float(rate.asnumpy()) for rate in self.optimizer.get_lr()]
+        step = self.optimizer.global_step
+        return [float(self.optimizer.get_lr_parameter(first)(step).asnumpy()) for first in self._group_firsts]
 
     def steps_now(self, last: bool) -> bool:
         """Count one micro-batch; True when it completes an update: every ``accumulate`` micro-batches, and at

@@ -1,0 +1,77 @@
+"""Test-only: ``train_lseg.py``'s upstream-flag run with one more callback that records, on every rank, what
+the DDP tests compare: the initial weights, the first batch, and after every optimizer step the loss, the
+trained weights, BatchNorm statistics and (MindSpore) the optimizer's momentum buffers.
+
+    python tests/ddp_run.py OUT_DIR [train_lseg.py flags]      # writes OUT_DIR/rank<R>.npz
+
+Lightning's DDP launcher re-runs this same command line for ranks 1..N-1, as it does ``train_lseg.py``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytorch_lightning as pl
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import train_lseg  # noqa: E402
+from lang_seg.config import NetOptions  # noqa: E402
+from lang_seg.names import is_trained  # noqa: E402
+
+
+def recorded(name: str, options: NetOptions) -> bool:
+    return is_trained(name, options) or name.endswith(("running_mean", "running_var"))
+
+
+class Record(pl.Callback):
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.data = {}
+        self.last_step = 0
+
+    def weights(self, module):
+        state = module.bridge.state_dict() if module.bridge is not None else {
+            k: v.detach().cpu().numpy() for k, v in module.net.state_dict().items()}
+        return {k: np.array(v) for k, v in state.items() if recorded(k, module.options)}
+
+    def on_train_start(self, trainer, module):
+        for key, value in module.net.state_dict().items():  # every tensor: enough to build a net from
+            self.data[f"initial/{key}"] = value.detach().cpu().numpy().copy()  # the net changes in place
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 0 and "batch/images" not in self.data:
+            self.data["batch/images"], self.data["batch/target"] = batch[0].numpy(), batch[1].numpy()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.data.setdefault("losses", []).append(float(loss))
+        if trainer.global_step == self.last_step:
+            return
+        self.last_step = step = trainer.global_step
+        for key, value in self.weights(module).items():
+            self.data[f"step{step}/{key}"] = value
+        if module.bridge is not None:
+            for key, value in module.bridge.optimizer_state().items():
+                if key.startswith("momentum."):
+                    self.data[f"step{step}/{key}"] = np.array(value)
+
+    def on_train_end(self, trainer, module):
+        self.data["losses"] = np.array(self.data.get("losses", []))
+        self.data["lr"] = np.array(module.lr)
+        os.makedirs(self.out_dir, exist_ok=True)
+        np.savez(os.path.join(self.out_dir, f"rank{trainer.global_rank}.npz"), **self.data)
+
+
+def main(argv) -> int:
+    out_dir, flags = argv[0], argv[1:]
+    module, datamodule, trainer_kwargs, resume = train_lseg.build(train_lseg.build_parser().parse_args(flags))
+    trainer_kwargs["callbacks"] = list(trainer_kwargs["callbacks"]) + [Record(out_dir)]
+    trainer_kwargs.update(enable_progress_bar=False, num_sanity_val_steps=0)  # the tests compare training only
+    pl.Trainer(**trainer_kwargs).fit(module, datamodule=datamodule, ckpt_path=resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
