@@ -65,7 +65,7 @@ def worker(flags: List[str], warmup: int) -> None:
 
     import train_lseg
 
-    module, datamodule, kwargs, _ = train_lseg.build(train_lseg.build_parser().parse_args(flags))
+    module, datamodule, kwargs, _, _ = train_lseg.build(train_lseg.build_parser().parse_args(flags))
     callbacks = [c for c in kwargs["callbacks"] if not isinstance(c, ModelCheckpoint)] + [timing_callback(warmup)]
     kwargs.update(callbacks=callbacks, num_sanity_val_steps=0, enable_progress_bar=False, enable_checkpointing=False,
                   logger=False, limit_val_batches=0)

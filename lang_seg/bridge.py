@@ -77,10 +77,15 @@ class MindSporeBridge:
         return x, y
 
     def _out(self, *tensors):
+        # the compiled step may still be running (always on a GPU; on CPU where MindSpore pipelines its
+        # launches): waiting for it is compute, not hand-off
         if self.handoff.device.type != "cpu":
             import mindspore as ms
 
-            ms.runtime.synchronize()  # the step runs asynchronously on a GPU: not counted as hand-off
+            ms.runtime.synchronize()
+        else:
+            for t in tensors:
+                t.data_sync(True)  # ms.runtime.synchronize() prints an ERROR line on CPU
         return tuple(self.handoff.to_torch(t) for t in tensors)
 
     def train_batch(self, images: torch.Tensor, target: torch.Tensor, labels: Sequence[str], last: bool = False):

@@ -6,9 +6,13 @@ whole suite in one process peaked at 22 GB; a process per module stays under
 a few GB. Forking instead deadlocks (torch's and MindSpore's thread pools).
 ``python -m pytest`` still runs everything in one process.
 
+Two modules run at a time unless ``-j`` says otherwise; the modules in
+``ALONE`` (timing ratios, which another process on the same cores would
+skew) run after the others, by themselves.
+
 ``--fast``: the inner-loop tier, every test module at tiny sizes without the
 tests marked ``slow`` (real-size backbones, multi-step training comparisons,
-end-to-end runs), two modules at a time unless ``-j`` says otherwise.
+end-to-end runs).
 """
 from __future__ import annotations
 
@@ -19,12 +23,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ALONE = ("test_bench.py",)
 
 
 def parse(argv):
     fast = "--fast" in argv
     argv = [a for a in argv if a != "--fast"]
-    jobs = 2 if fast else 1
+    jobs = 2
     if "-j" in argv:
         i = argv.index("-j")
         jobs = int(argv[i + 1])
@@ -35,10 +40,11 @@ def parse(argv):
 def main(argv) -> int:
     fast, jobs, pytest_args = parse(argv)
     start = time.perf_counter()
-    pending = sorted(HERE.glob("test_*.py"))
+    modules = sorted(HERE.glob("test_*.py"))
+    pending = [m for m in modules if m.name not in ALONE] + [m for m in modules if m.name in ALONE]
     running, failed = [], []
     while pending or running:
-        while pending and len(running) < jobs:
+        while pending and len(running) < jobs and not (running and pending[0].name in ALONE):
             module = pending.pop(0)
             command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                        str(module.relative_to(HERE.parent)), *pytest_args]

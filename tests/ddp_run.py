@@ -66,10 +66,10 @@ class Record(pl.Callback):
 
 def main(argv) -> int:
     out_dir, flags = argv[0], argv[1:]
-    module, datamodule, trainer_kwargs, resume = train_lseg.build(train_lseg.build_parser().parse_args(flags))
+    module, datamodule, trainer_kwargs, resume, weights_only = train_lseg.build(train_lseg.build_parser().parse_args(flags))
     trainer_kwargs["callbacks"] = list(trainer_kwargs["callbacks"]) + [Record(out_dir)]
     trainer_kwargs.update(enable_progress_bar=False, num_sanity_val_steps=0)  # the tests compare training only
-    pl.Trainer(**trainer_kwargs).fit(module, datamodule=datamodule, ckpt_path=resume)
+    pl.Trainer(**trainer_kwargs).fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
     return 0
 
 

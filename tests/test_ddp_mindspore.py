@@ -125,3 +125,22 @@ def test_rank_zero_writes_and_one_process_resumes(ms_run, tmp_path, monkeypatch)
     assert resumed["global_step"] == STEPS + 2 and int(state["global_step"].reshape(-1)[0]) == STEPS + 2
     key = "scratch.head1.weight"
     assert not np.array_equal(resumed["state_dict"]["net." + key], saved["state_dict"]["net." + key])
+
+
+@pytest.mark.slow
+def test_benchmark_reports_throughput_and_the_all_reduce_share(tmp_path):
+    """``python -m lang_seg.bench_ddp`` on 2 MindSpore processes: one row with images/s, the all-reduce's share
+    of the step and the hand-off path (shared memory on CPU)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp.json"
+    done = subprocess.run([sys.executable, "-m", "lang_seg.bench_ddp", "--backends", "mindspore", "--processes", "2",
+                           "--steps", "2", "--warmup", "1", "--crop_size", "64", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [row] = json.loads(out.read_text())["mindspore"]
+    assert row["processes"] == 2 and row["steps"] == 2 and row["images_per_s"] > 0
+    assert 0 < row["all_reduce_share"] < 1 and row["handoff"] == "numpy (shared memory)"
+    assert "% of the step, numpy (shared memory)" in done.stdout

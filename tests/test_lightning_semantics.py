@@ -63,34 +63,3 @@ def test_learning_rate_and_accumulation_follow_lightning(tmp_path):
         np.testing.assert_allclose(column(ms_rows, f"lr-SGD/{group}"), expected, rtol=1e-6)
         np.testing.assert_allclose(column(torch_rows, f"lr-SGD/{group}"), expected, rtol=1e-6)
 
-
-@pytest.mark.slow
-def test_schedule_follows_the_epoch_the_loop_sets():
-    """The compiled step reads the epoch Lightning sets (``set_epoch``) as it reads one derived from its step
-    counter: the same weights, bit for bit, across epoch changes."""
-    import mindspore as ms
-
-    from lang_seg import NetOptions
-    from lang_seg.backends.mindspore_backend import MindSporeModel
-    from lang_seg.backends.mindspore_train import TrainStep
-    from lang_seg.backends.torch_backend import TorchModel
-
-    options = NetOptions("tiny_vitl16", features=16)
-    torch.manual_seed(0)
-    state = TorchModel(options).state_dict()
-    by_step, by_epoch = MindSporeModel(options, state=state), MindSporeModel(options, state=state)
-    counted = TrainStep(by_step.net, 0.05, 1, 3)  # one step an epoch: epoch = step
-    told = TrainStep(by_epoch.net, 0.05, None, 3)
-    text = by_step.text_features(["sky", "other"])
-    rng = np.random.RandomState(0)
-    for epoch in range(3):
-        x = ms.Tensor(rng.randn(2, 3, 64, 64).astype(np.float32))
-        y = ms.Tensor(rng.randint(-1, 2, (2, 64, 64)).astype(np.int32))
-        told.set_epoch(epoch)
-        assert told.learning_rates() == counted.learning_rates()
-        counted(x, y, text)
-        told(x, y, text)
-    a, b = by_step.state_dict(), by_epoch.state_dict()
-    assert not np.array_equal(a["scratch.head1.weight"], state["scratch.head1.weight"])
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
