@@ -5,6 +5,8 @@
     python scripts/ms_cpu_probes.py upsample [--size 120]
     python scripts/ms_cpu_probes.py compile-cache [--size 128]
     python scripts/ms_cpu_probes.py train-memory [--size 480] [--backbone clip_vitb32_384]
+    python scripts/ms_cpu_probes.py memory-reuse
+    python scripts/ms_cpu_probes.py memory-options [--size 480] [--backbone clip_vitb32_384]
 
 Each probe runs its measurements in fresh subprocesses (MindSpore never frees a
 compiled graph in-process) and prints one line per measurement.
@@ -120,6 +122,47 @@ out = model.logits(np.random.RandomState(0).randn(1, 3, size, size).astype(np.fl
 print(f"{time.perf_counter() - start:.2f} {float(np.abs(out).max())} {int(np.isnan(out).sum())}")
 """
 
+CHAIN = """
+import sys, numpy as np, mindspore as ms
+from mindspore import ops
+def peak():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) / 1024
+n = int(sys.argv[1])
+def chain(x):
+    for _ in range(n):
+        x = ops.sin(x) * 1.01
+    return x.sum()
+x = ms.Tensor(np.ones((64, 1024, 1024), np.float32))  # 256 MB
+before = peak()
+ms.jit(chain, jit_level="O1")(x).asnumpy()
+print(f"{n:3d} chained element-wise ops on a 256 MB tensor, compiled: peak {peak() - before:5.0f} MB above the input")
+"""
+
+OPTIONS = """
+import sys, time, numpy as np
+size, backbone, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import mindspore as ms
+if variant == "set_memory O1":
+    ms.runtime.set_memory(optimize_level="O1")
+from lang_seg.backends import mindspore_backend, mindspore_train
+if variant == "jit level O0":
+    mindspore_backend.compiler = mindspore_train.compiler = lambda mode: (lambda fn: ms.jit(fn, jit_level="O0"))
+from lang_seg.config import NetOptions
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
+model = mindspore_backend.MindSporeModel(NetOptions(backbone))
+text = model.text_features([f"label {i}" for i in range(20)])
+x = ms.Tensor(np.random.RandomState(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32))
+y = ms.Tensor(np.random.RandomState(1).randint(0, 20, (1, size, size)).astype(np.int32))
+step = mindspore_train.TrainStep(model.net, 1e-4, 10, 10)
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    float(step(x, y, text)[0].asnumpy())
+    times.append(time.perf_counter() - start)
+print(f"{variant:14s} resident after 3 training steps {rss():6.0f} MB, steps {times[1]:.1f} s {times[2]:.1f} s")
+"""
+
 
 def run_script(code: str, *args: str, env=None) -> subprocess.CompletedProcess:
     """Run ``code`` as a script file (MindSpore's compile cache reads its entry script) in a fresh process."""
@@ -185,17 +228,34 @@ def compile_cache(args):
         print(f"{name:20s} first logits call {float(seconds):6.2f} s, max |logit| {peak}, NaN values {nans}")
 
 
+def memory_reuse(args):
+    """Whether MindSpore's CPU graphs reuse memory along a chain of operations (forward only)."""
+    for n in (4, 16):
+        result = run_script(CHAIN, str(n))
+        print(result.stdout.strip() if not result.returncode else result.stderr[-2000:])
+
+
+def memory_options(args):
+    """Resident memory of the training step under MindSpore's memory and jit-level options."""
+    for variant in ("default", "set_memory O1", "jit level O0"):
+        result = run_script(OPTIONS, str(args.size), args.backbone, variant)
+        print(result.stdout.strip() if not result.returncode else result.stderr[-2000:])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("probe", choices=["conv-memory", "conv-kernels", "upsample", "compile-cache", "train-memory"])
+    parser.add_argument("probe", choices=["conv-memory", "conv-kernels", "upsample", "compile-cache", "train-memory",
+                                          "memory-reuse", "memory-options"])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--convs", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args(argv)
-    defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480}
+    defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480,
+                "memory-reuse": 0, "memory-options": 480}
     args.size = args.size or defaults[args.probe]
     {"conv-memory": conv_memory, "conv-kernels": conv_kernels, "upsample": upsample,
-     "compile-cache": compile_cache, "train-memory": train_memory}[args.probe](args)
+     "compile-cache": compile_cache, "train-memory": train_memory, "memory-reuse": memory_reuse,
+     "memory-options": memory_options}[args.probe](args)
     return 0
 
 

@@ -48,9 +48,9 @@ class SplitStep:
         step.net.set_train(True)
         if step.accumulate == 1:
             step.steps_now(last)
-            (loss, out), grads = step.loss_and_grad._fn(images, target, text_features)
+            loss, out, grads = step.loss_and_grad(images, target, text_features)
             return loss, out, tuple(grads)
-        loss, out = step._accumulate(images, target, text_features)
+        loss, out = step.add_micro_batch(images, target, text_features)
         grads: Optional[Tuple] = tuple(step.grad_sums) if step.steps_now(last) else None
         return loss, out, grads
 

@@ -135,7 +135,8 @@ class TrainStep:
             return done
 
         self._step = compile_(step)
-        self._accumulate = compile_(accumulate_) if accumulate > 1 else None
+        # one micro-batch's forward and backward, its gradients (scaled by 1 / accumulate) added to grad_sums
+        self.add_micro_batch = compile_(accumulate_) if accumulate > 1 else None
         self._apply = compile_(apply) if accumulate > 1 else None
 
     def optimizer_slots(self) -> Dict[str, object]:
@@ -179,7 +180,7 @@ class TrainStep:
         if self.accumulate == 1:
             loss, out = self._step(images, target, text_features)
             return loss, out, True
-        loss, out = self._accumulate(images, target, text_features)
+        loss, out = self.add_micro_batch(images, target, text_features)
         if self.steps_now(last):
             self._apply()
             return loss, out, True
