@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -272,9 +271,9 @@ def main(argv: List[str] = None) -> int:
             result[backend].update(json.loads(line[len("BENCH "):]))
     print(format_table(result))
     if args.json:
-        from .files import atomic_write
+        from .files import write_json
 
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+        write_json(args.json, result)
     return 0
 
 

@@ -124,9 +124,9 @@ def main(argv=None) -> int:
     results = {b: [run(b, int(n), args) for n in args.processes.split(",")] for b in args.backends.split(",")}
     print(format_rows(results))
     if args.json:
-        from .files import atomic_write
+        from .files import write_json
 
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+        write_json(args.json, results)
     return 0
 
 

@@ -71,3 +71,10 @@ def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> No
         _fsync(path.parent, directory=True)  # the rename itself
     except OSError:  # some file systems cannot fsync a folder; the data is already on disk
         pass
+
+
+def write_json(path, data, indent: int = 2) -> None:
+    """``data`` as JSON at ``path``, through ``atomic_write`` (the commands' ``--json`` reports)."""
+    import json
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=indent)))

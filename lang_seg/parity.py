@@ -299,7 +299,6 @@ def run(torch_model, ms_model, labels: Sequence[str], size: Tuple[int, int], bat
 
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
-    import json
     import time
 
     from .errors import cli_errors
@@ -349,11 +348,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "passed": not failed,
                 "sections": {name: [asdict(row) for row in part] for name, part in sections.items()},
             }
-            from pathlib import Path
+            from .files import write_json
 
-            from .files import atomic_write
-
-            atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+            write_json(args.json, report)
         return 1 if failed else 0
 
     return run_cli(parser.parse_args(argv))
