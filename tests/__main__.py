@@ -41,9 +41,7 @@ def parse(argv):
 def main(argv) -> int:
     fast, jobs, pytest_args = parse(argv)
     start = time.perf_counter()
-    modules = sorted(HERE.glob("test_*.py"))
-    pending = ([m for name in LONGEST for m in modules if m.name == name]
-               + [m for m in modules if m.name not in LONGEST + ALONE] + [m for m in modules if m.name in ALONE])
+    pending = sorted(HERE.glob("test_*.py"), key=lambda m: (m.name not in LONGEST, m.name in ALONE, m.name))
     running, failed = [], []
     while pending or running:
         while pending and len(running) < jobs and not (running and pending[0].name in ALONE):
