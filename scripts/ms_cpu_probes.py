@@ -7,6 +7,8 @@
     python scripts/ms_cpu_probes.py train-memory [--size 480] [--backbone clip_vitb32_384]
     python scripts/ms_cpu_probes.py memory-reuse
     python scripts/ms_cpu_probes.py memory-options [--size 480] [--backbone clip_vitb32_384]
+    python scripts/ms_cpu_probes.py compile-time [--size 64] [--backbone clip_vitb32_384]
+    python scripts/ms_cpu_probes.py single-ops [--size 96]
 
 Each probe runs its measurements in fresh subprocesses (MindSpore never frees a
 compiled graph in-process) and prints one line per measurement.
@@ -27,10 +29,23 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 def rss():
     return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
 n, hw, k, framework = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-if framework == "mindspore":
+if framework.startswith("mindspore"):
     import mindspore as ms
-    from mindspore import nn
-    convs = nn.CellList([nn.Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False) for _ in range(n)])
+    from mindspore import nn, ops
+    class Shifted(nn.Cell):  # a 3x3 convolution as one 1x1 convolution into 9x the channels, then 9 shifted sums
+        def __init__(self):
+            super().__init__()
+            self.weight = ms.Parameter(ms.Tensor(np.random.randn(256, 256, 3, 3).astype(np.float32) * 0.02))
+        def construct(self, x):
+            h, w = x.shape[2], x.shape[3]
+            z = ops.pad(ops.conv2d(x, self.weight.transpose(2, 3, 0, 1).reshape(9 * 256, 256, 1, 1)), (1, 1, 1, 1))
+            y = z[:, :256, :h, :w]
+            for i in range(1, 9):
+                y = y + z[:, i * 256:(i + 1) * 256, i // 3:i // 3 + h, i % 3:i % 3 + w]
+            return y
+    make = (lambda: Shifted()) if framework == "mindspore-shifted" else \
+        (lambda: nn.Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False))
+    convs = nn.CellList([make() for _ in range(n)])
     def loss(x):
         for c in convs:
             x = c(x)
@@ -46,7 +61,7 @@ else:
         convs.zero_grad()
         (convs(x) ** 2).mean().backward()
 base = rss(); run(); start = time.perf_counter(); run()
-print(f"{framework:9s} {n} conv{k}x{k} 256ch {hw}x{hw} fwd+bwd: {time.perf_counter() - start:6.2f} s, "
+print(f"{framework:17s} {n} conv{k}x{k} 256ch {hw}x{hw} fwd+bwd: {time.perf_counter() - start:6.2f} s, "
       f"memory held after the step +{rss() - base:5.0f} MB (activations {n * 256 * hw * hw * 4 / 2**20:.0f} MB)")
 """
 
@@ -163,6 +178,82 @@ for _ in range(3):
 print(f"{variant:14s} resident after 3 training steps {rss():6.0f} MB, steps {times[1]:.1f} s {times[2]:.1f} s")
 """
 
+COMPILE = """
+import sys, time, numpy as np
+variant, backbone, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import mindspore as ms
+from mindspore import nn, ops
+from lang_seg.backends import mindspore_train
+from lang_seg.backends.mindspore_backend import MindSporeModel
+from lang_seg.config import NetOptions
+model = MindSporeModel(NetOptions(backbone))
+text = model.text_features([f"label {i}" for i in range(20)])
+x = ms.Tensor(np.random.RandomState(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32))
+y = ms.Tensor(np.random.RandomState(1).randint(0, 20, (1, size, size)).astype(np.int32))
+if variant == "loss and gradients":
+    run = mindspore_train.LossAndGrad(model.net)
+elif variant == "training step":
+    run = mindspore_train.TrainStep(model.net, 1e-4, 10, 10)
+else:  # the same step with each group's rate a Parameter set from the host, not a schedule in the graph
+    grad = mindspore_train.LossAndGrad(model.net)
+    rates = [ms.Parameter(ms.Tensor(1e-4, ms.float32), name="lr_backbone"),
+             ms.Parameter(ms.Tensor(1e-3, ms.float32), name="lr_decoder")]
+    groups = [{"params": [p for p, n in zip(grad.params, grad.names) if n.startswith(prefix)], "lr": rate,
+               "weight_decay": 1e-4} for prefix, rate in zip(("pretrained.", "scratch."), rates)]
+    sgd = nn.SGD(groups, learning_rate=1e-4, momentum=0.9, weight_decay=1e-4)
+    order = {id(p): i for i, p in enumerate(grad.params)}
+    perm = [order[id(p)] for p in sgd.parameters]
+    def step(x, target, text_features):
+        (loss, out), grads = grad._fn(x, target, text_features)
+        return ops.depend(loss, sgd(tuple(grads[i] for i in perm))), out
+    compiled = ms.jit(step, jit_level="O1")
+    def run(x, target, text_features):
+        model.net.set_train(True)
+        return compiled(x, target, text_features)
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    float(run(x, y, text)[0].asnumpy())
+    times.append(time.perf_counter() - start)
+print(f"{variant:32s} first call {times[0]:6.1f} s, second {times[1]:5.2f} s "
+      f"({len(mindspore_train.trainable_parameters(model.net))} trained tensors)")
+"""
+
+SINGLE_OP = """
+import os, sys, time, numpy as np
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+op, hw, framework = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+x = np.random.RandomState(0).randn(1, 256, hw, hw).astype(np.float32)
+if framework == "mindspore":
+    import mindspore as ms
+    from mindspore import nn, ops
+    from modules.models_ms.lseg_blocks import Interpolate  # what the network runs
+    layer = {"conv3x3": lambda: nn.Conv2d(256, 256, 3, pad_mode="pad", padding=1, has_bias=True),
+             "upsample x2": Interpolate, "batchnorm": lambda: nn.BatchNorm2d(256, momentum=0.9)}[op]()
+    layer.set_train(True)
+    def loss(t):
+        return (layer(t) ** 2).mean()
+    step = ms.jit(ms.value_and_grad(loss, 0, layer.trainable_params() or None), jit_level="O1")
+    xt = ms.Tensor(x)
+    def run():
+        _, grads = step(xt)
+        (grads[0] if isinstance(grads, tuple) else grads).asnumpy()
+else:
+    import torch
+    layer = {"conv3x3": lambda: torch.nn.Conv2d(256, 256, 3, padding=1),
+             "upsample x2": lambda: (lambda t: torch.nn.functional.interpolate(t, scale_factor=2.0, mode="bilinear",
+                                                                               align_corners=True)),
+             "batchnorm": lambda: torch.nn.BatchNorm2d(256)}[op]()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    def run():
+        xt.grad = None
+        (layer(xt) ** 2).mean().backward()
+run(); times = []
+for _ in range(7):
+    start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+print(f"{sorted(times)[3] * 1000:.1f}")
+"""
+
 
 def run_script(code: str, *args: str, env=None) -> subprocess.CompletedProcess:
     """Run ``code`` as a script file (MindSpore's compile cache reads its entry script) in a fresh process."""
@@ -187,6 +278,7 @@ def conv_memory(args):
         for n in args.convs:
             print(python(CONV_STACK, str(n), str(args.size), "3", framework))
     print(python(CONV_STACK, str(max(args.convs)), str(args.size), "1", "mindspore"))
+    print(python(CONV_STACK, str(max(args.convs)), str(args.size), "3", "mindspore-shifted"))
 
 
 def conv_kernels(args):
@@ -242,20 +334,39 @@ def memory_options(args):
         print(result.stdout.strip() if not result.returncode else result.stderr[-2000:])
 
 
+def compile_time(args):
+    """First-call (compile) time of the loss and gradients alone, of the training step with SGD, and of
+    the step with the rates set from the host."""
+    for variant in ("loss and gradients", "training step", "training step, host-set rates"):
+        result = run_script(COMPILE, variant, args.backbone, str(args.size))
+        print(result.stdout.strip() if not result.returncode else result.stderr[-2000:])
+
+
+def single_ops(args):
+    """Forward+backward of the DPT decoder's operations alone (256 channels, one map of --size), median of 7,
+    each in a fresh process per framework."""
+    print(f"{'operation (fwd+bwd)':<22} {'torch':>9} {'mindspore':>10} {'ms/torch':>9}")
+    for op in ("conv3x3", "upsample x2", "batchnorm"):
+        t, m = (float(python(SINGLE_OP, op, str(args.size), f)) for f in ("torch", "mindspore"))
+        print(f"{op + f' 256ch {args.size}x{args.size}':<22} {t:>7.1f}ms {m:>8.1f}ms {m / t:>9.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("probe", choices=["conv-memory", "conv-kernels", "upsample", "compile-cache", "train-memory",
-                                          "memory-reuse", "memory-options"])
+                                          "memory-reuse", "memory-options", "compile-time", "single-ops"])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--convs", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args(argv)
     defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480,
-                "memory-reuse": 0, "memory-options": 480}
+                "memory-reuse": 0, "memory-options": 480, "compile-time": 64,
+                "single-ops": 96}
     args.size = args.size or defaults[args.probe]
     {"conv-memory": conv_memory, "conv-kernels": conv_kernels, "upsample": upsample,
      "compile-cache": compile_cache, "train-memory": train_memory, "memory-reuse": memory_reuse,
-     "memory-options": memory_options}[args.probe](args)
+     "memory-options": memory_options, "compile-time": compile_time,
+     "single-ops": single_ops}[args.probe](args)
     return 0
 
 

@@ -12,7 +12,8 @@ LAYERS = (
                                      "lang_seg.checkpoint", "lang_seg.checkpoint_ms", "lang_seg.safe_load",
                                      "lang_seg.backends")),
     ("Lightning shell", ("modules", "lang_seg.bridge", "lang_seg.handoff", "data")),
-    ("commands", ("lang_seg.convert", "lang_seg.parity", "lang_seg.bench", "lang_seg.bench_ddp", "lang_seg.demo",
+    ("commands", ("lang_seg.convert", "lang_seg.parity", "lang_seg.bench", "lang_seg.bench_commands",
+                  "lang_seg.bench_ddp", "lang_seg.demo",
                   "lang_seg.app", "lang_seg.app_logic", "lang_seg.app_view", "lang_seg.webapp",
                   "train_lseg", "test_lseg", "prepare_ade20k", "data.bundled")),
 )

@@ -109,9 +109,14 @@ def browser(tmp_path):
 
 
 def wait_until(driver, condition, timeout, what):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = condition()
+        try:
+            found = condition()
+        except StaleElementReferenceException:  # the page re-rendered between finding and reading: poll again
+            found = None
         if found:
             return found
         time.sleep(0.2)

@@ -163,6 +163,16 @@ def test_crop_size_not_a_multiple_of_the_patch_size(workdir, capsys):
     assert not (workdir / "checkpoints").exists()
 
 
+def test_crop_too_small_for_batchnorm_with_one_image_a_batch(workdir, capsys):
+    message = ("crop size 32 leaves one value per channel in the decoder's deepest map, and BatchNorm cannot train "
+               "on that with batch size 1: use a crop size of 64 or more, or a batch size of 2 or more")
+    small = TRAIN[:-2] + ["--crop_size", "32", "--base_size", "40"]
+    for backend in ("torch", "mindspore"):
+        assert train_lseg.main(["--exp_name", "small", "--backend", backend, *small, "--batch_size", "1"]) == 2
+        one_line(capsys.readouterr().err, message)
+    assert not (workdir / "checkpoints").exists()
+
+
 def test_resume_from_files_lightning_cannot_or_should_not_load(workdir, capsys, upstream_fixture):
     class Evil:
         def __reduce__(self):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lang_seg.bench import ROWS
+from lang_seg.bench import PARTS, ROWS, TORCH_ONLY, UPSTREAM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,15 +18,21 @@ def test_bench_quick_mode_reports_every_row(tmp_path):
            "--repeats", "2", "--json", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    for row in ROWS:
+    for row in ROWS + (UPSTREAM,):
         assert row in result.stdout
-    assert "peak memory (RSS)" in result.stdout
+    assert "peak memory (RSS), own process" in result.stdout
     data = json.loads(out.read_text())
     for backend in ("torch", "mindspore"):
         for row in ROWS:
             assert data[backend][row]["median_s"] > 0
             assert data[backend][row]["repeats"] == (1 if row.startswith("demo") else 2)
-        assert data[backend]["peak_rss_mb"] > 100
+        # every row's memory comes from a process of its own
+        parts = [p for p in PARTS if backend == "torch" or p not in TORCH_ONLY]
+        assert sorted(data[backend]["peak_rss_mb"]) == sorted(parts)
+        assert all(mb > 100 for mb in data[backend]["peak_rss_mb"].values())
+    assert UPSTREAM not in data["mindspore"] and data["torch"][UPSTREAM]["median_s"] > 0
+    for name in ("torch", "mindspore"):
+        assert f"over upstream: {name}'s training step (Lightning)" in result.stdout
     assert data["mindspore"]["mode"] == "graph"
     handoff = data["mindspore"]["bridge hand-off"]
     assert 0 < handoff["share"] < 0.5 and "% of the step" in result.stdout

@@ -68,6 +68,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_resuming_repeats_the_trajectory
         import train_lseg
         from modules.lseg_module import LSegModule
 
+        # as in a terminal, even when the suite runs in the background (which starts children with SIGINT ignored)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         step = LSegModule.training_step
         def interrupted(self, batch, batch_idx):
             if self.global_step == 3:

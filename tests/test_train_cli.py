@@ -1,6 +1,7 @@
 """train_lseg.py as a user runs it: upstream flags, both backends, logs, checkpoints, resume, errors."""
 import csv
 import os
+import re
 
 import pytest
 import torch
@@ -27,6 +28,8 @@ def test_train_writes_logs_and_checkpoint_then_resumes(workdir, capsys, backend)
     out = capsys.readouterr().out
     last = workdir / "checkpoints/run/version_0/checkpoints/last.ckpt"
     assert f"checkpoint: {last.relative_to(workdir)}" in out and "train_loss" in out
+    # the batch times the command prints (lang_seg.bench_commands reads them)
+    assert re.search(r"^training batches: 4, first [\d.]+ s, median of the rest [\d.]+ s$", out, re.M), out
     rows = list(csv.DictReader(open(workdir / "checkpoints/run/version_0/metrics.csv")))
     assert sum(1 for r in rows if r.get("train_loss")) == 4
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -34,6 +37,7 @@ def test_train_writes_logs_and_checkpoint_then_resumes(workdir, capsys, backend)
     assert lang_seg.load_model(str(last), backend="torch").options.backbone == "tiny_vitb32"
     # as upstream, the next run of the experiment resumes from its last checkpoint
     assert train_lseg.main(["--exp_name", "run", "--backend", backend, "--max_steps", "6"] + QUICK) == 0
+    assert "training batches: 2, first" in capsys.readouterr().out  # the resumed run's own batches
     ckpt = torch.load(workdir / "checkpoints/run/version_1/checkpoints/last.ckpt", map_location="cpu",
                       weights_only=False)
     assert ckpt["global_step"] == 6

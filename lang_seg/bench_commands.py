@@ -1,0 +1,120 @@
+"""Time and peak memory of the commands users run, on both backends: ``train_lseg.py``, then
+``test_lseg.py --eval`` on the checkpoint it wrote.
+
+    python -m lang_seg.bench_commands    # train_lseg.py --dataset ade20k --backbone clip_vitb32_384
+                                         #   --batch_size 1 --max_steps 8 --no-pretrained (480 crops, 150 labels)
+    python -m lang_seg.bench_commands --backbone tiny_vitb32 --crop_size 64 --max_steps 3 --eval_scales 1.0
+
+Each command runs as a user starts it, in a process of its own, on the bundled data (or ``--data_path``).
+Its peak memory is the kernel's account of that process and its children (``wait4``'s ``ru_maxrss``, the
+figure ``/usr/bin/time -v`` prints); the training batch times are the ones ``train_lseg.py`` prints at the end
+(the first batch apart: it includes graph compilation).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCHES = re.compile(r"training batches: (\d+), first ([\d.]+) s(?:, median of the rest ([\d.]+) s)?")
+UPSTREAM_SCALES = "0.5,0.75,1.0,1.25,1.5,1.75"
+
+
+def measure(cmd: List[str], cwd: str) -> Dict[str, object]:
+    """Run ``cmd`` and return its wall time, peak resident memory (MB) and output; one line on failure."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd[1:3])} failed with status {proc.returncode}:\n{text[-2000:]}")
+    return {"wall_s": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024, "output": text}
+
+
+def train_command(backend: str, args: argparse.Namespace) -> List[str]:
+    return [sys.executable, os.path.join(ROOT, "train_lseg.py"), "--exp_name", f"bench_{backend}",
+            "--dataset", "ade20k", "--data_path", args.data_path, "--backbone", args.backbone,
+            "--batch_size", str(args.batch_size), "--max_steps", str(args.max_steps), "--no-pretrained",
+            "--crop_size", str(args.crop_size), "--base_size", str(round(args.crop_size * 520 / 480)),
+            "--backend", backend, "--seed", "0", "--accelerator", "cpu", "--devices", "1"]
+
+
+def eval_command(backend: str, checkpoint: str, args: argparse.Namespace) -> List[str]:
+    return [sys.executable, os.path.join(ROOT, "test_lseg.py"), "--eval", "--dataset", "ade20k",
+            "--data-path", args.data_path, "--weights", checkpoint, "--backend", backend,
+            "--crop-size", str(args.crop_size), "--base-size", str(round(args.crop_size * 520 / 480)),
+            "--scales", args.eval_scales, "--jobname", f"bench_{backend}"]
+
+
+def run_backend(backend: str, args: argparse.Namespace, workdir: str) -> Dict[str, object]:
+    train = measure(train_command(backend, args), workdir)
+    found = BATCHES.search(train["output"])
+    if found is None:
+        raise SystemExit(f"error: train_lseg.py printed no training batch times:\n{train['output'][-2000:]}")
+    checkpoints = glob.glob(os.path.join(workdir, "checkpoints", f"bench_{backend}", "version_*", "checkpoints",
+                                         "last.ckpt"))
+    if not checkpoints:
+        raise SystemExit(f"error: train_lseg.py wrote no last.ckpt under {workdir}/checkpoints/bench_{backend}")
+    evaluation = measure(eval_command(backend, checkpoints[0], args), workdir)
+    return {"train": {"wall_s": train["wall_s"], "peak_rss_mb": train["peak_rss_mb"], "batches": int(found[1]),
+                      "first_batch_s": float(found[2]),
+                      "batch_median_s": float(found[3]) if found[3] else float("nan")},
+            "eval": {"wall_s": evaluation["wall_s"], "peak_rss_mb": evaluation["peak_rss_mb"]}}
+
+
+def format_table(res: dict) -> str:
+    t, m = res["torch"], res["mindspore"]
+    rows = [("train_lseg.py: first batch", "train", "first_batch_s", "s"),
+            ("train_lseg.py: later batches (median)", "train", "batch_median_s", "s"),
+            ("train_lseg.py: whole command", "train", "wall_s", "s"),
+            ("train_lseg.py: peak memory (RSS)", "train", "peak_rss_mb", "MB"),
+            ("test_lseg.py --eval: whole command", "eval", "wall_s", "s"),
+            ("test_lseg.py --eval: peak memory (RSS)", "eval", "peak_rss_mb", "MB")]
+    lines = [f"train_lseg.py --backbone {res['backbone']} --batch_size {res['batch_size']} --max_steps "
+             f"{res['max_steps']} --crop_size {res['crop_size']} --no-pretrained (150 labels); test_lseg.py --eval "
+             f"--scales {res['eval_scales']} on its checkpoint; {res['machine']}",
+             f"{'command':<40} {'torch':>10} {'mindspore':>10} {'ms/torch':>9}"]
+    for name, part, key, unit in rows:
+        a, b = t[part][key], m[part][key]
+        cell = (lambda v: f"{v:>8.0f}MB") if unit == "MB" else (lambda v: f"{v:>9.1f}s")
+        lines.append(f"{name:<40} {cell(a)} {cell(b)} {b / a if a > 0 else float('nan'):>9.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: List[str] = None) -> int:
+    from .bench import machine
+
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.bench_commands", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="clip_vitb32_384")
+    parser.add_argument("--crop_size", type=int, default=480)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--max_steps", type=int, default=8)
+    parser.add_argument("--eval_scales", default=UPSTREAM_SCALES, help="test_lseg.py's --scales (default upstream's)")
+    parser.add_argument("--data_path", default=os.path.join(ROOT, "data", "bundled"))
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    result = dict(backbone=args.backbone, crop_size=args.crop_size, batch_size=args.batch_size,
+                  max_steps=args.max_steps, eval_scales=args.eval_scales, machine=machine())
+    with tempfile.TemporaryDirectory(prefix="bench_commands_") as workdir:
+        for backend in ("torch", "mindspore"):
+            result[backend] = run_backend(backend, args, workdir)
+    print(format_table(result))
+    if args.json:
+        from .files import write_json
+
+        write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
