@@ -9,6 +9,7 @@
     python scripts/ms_cpu_probes.py memory-options [--size 480] [--backbone clip_vitb32_384]
     python scripts/ms_cpu_probes.py compile-time [--size 64] [--backbone clip_vitb32_384]
     python scripts/ms_cpu_probes.py single-ops [--size 96]
+    python scripts/ms_cpu_probes.py bn-fold [--size 480] [--backbone clip_vitb32_384]
 
 Each probe runs its measurements in fresh subprocesses (MindSpore never frees a
 compiled graph in-process) and prints one line per measurement.
@@ -254,6 +255,21 @@ for _ in range(7):
 print(f"{sorted(times)[3] * 1000:.1f}")
 """
 
+EVAL_BN = """
+import sys, time, numpy as np
+size, backbone, backend, use_bn = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "bn"
+import lang_seg
+from lang_seg.labels import ade20k_labels
+model = lang_seg.load_model(None, backend=backend, backbone=backbone, seed=0, use_bn=use_bn)
+x = np.random.RandomState(0).randn(1, 3, size, size).astype(np.float32)
+labels = ade20k_labels()
+model.logits(x, labels)
+times = []
+for _ in range(5):
+    start = time.perf_counter(); model.logits(x, labels); times.append(time.perf_counter() - start)
+print(f"{sorted(times)[2] * 1000:.0f}")
+"""
+
 
 def run_script(code: str, *args: str, env=None) -> subprocess.CompletedProcess:
     """Run ``code`` as a script file (MindSpore's compile cache reads its entry script) in a fresh process."""
@@ -351,22 +367,32 @@ def single_ops(args):
         print(f"{op + f' 256ch {args.size}x{args.size}':<22} {t:>7.1f}ms {m:>8.1f}ms {m / t:>9.2f}")
 
 
+def bn_fold(args):
+    """What folding BatchNorm into the convolutions would give the eval forward: the network built without
+    BatchNorm has the folded network's structure (a convolution with a bias where conv+BN was)."""
+    print(f"{'eval forward (median of 5)':<28} {'torch':>9} {'mindspore':>10} {'ms/torch':>9}")
+    for variant in ("bn", "no-bn"):
+        t, m = (float(python(EVAL_BN, str(args.size), args.backbone, b, variant)) for b in ("torch", "mindspore"))
+        name = "with BatchNorm" if variant == "bn" else "BatchNorm folded (no BN)"
+        print(f"{name:<28} {t:>7.0f}ms {m:>8.0f}ms {m / t:>9.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("probe", choices=["conv-memory", "conv-kernels", "upsample", "compile-cache", "train-memory",
-                                          "memory-reuse", "memory-options", "compile-time", "single-ops"])
+                                          "memory-reuse", "memory-options", "compile-time", "single-ops", "bn-fold"])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--convs", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args(argv)
     defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480,
                 "memory-reuse": 0, "memory-options": 480, "compile-time": 64,
-                "single-ops": 96}
+                "single-ops": 96, "bn-fold": 480}
     args.size = args.size or defaults[args.probe]
     {"conv-memory": conv_memory, "conv-kernels": conv_kernels, "upsample": upsample,
      "compile-cache": compile_cache, "train-memory": train_memory, "memory-reuse": memory_reuse,
      "memory-options": memory_options, "compile-time": compile_time,
-     "single-ops": single_ops}[args.probe](args)
+     "single-ops": single_ops, "bn-fold": bn_fold}[args.probe](args)
     return 0
 
 
