@@ -158,12 +158,12 @@ def demo_seconds(model, repeats: int, crop_size: int) -> dict:
     benchmark's size (base size in upstream's proportion, 520 for 480). The warm-up runs scale 1.0
     only (compiles the window batch shapes)."""
     from .demo import DEFAULT_LABELS, bundled_image
-    from .evaluate import MultiScaleEvaluator
+    from .evaluate import MultiScaleEvaluator, base_size_for
     from .images import normalize
 
     image = normalize(bundled_image())
     labels = DEFAULT_LABELS.split(",")
-    sizes = dict(crop_size=crop_size, base_size=round(crop_size * 520 / 480))
+    sizes = dict(crop_size=crop_size, base_size=base_size_for(crop_size))
     start = time.perf_counter()
     MultiScaleEvaluator(model, scales=(1.0,), **sizes).predict(image, labels)
     warm = time.perf_counter() - start
@@ -209,7 +209,8 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
     if upstream and backend != "torch":
         raise ValueError("upstream's training step is torch's")
     torch.manual_seed(0)
-    module = (UpstreamStep if upstream else LSegModule)(backbone=backbone, pretrained=False, labels=labels, backend=backend,
+    step_module = UpstreamStep if upstream else LSegModule
+    module = step_module(backbone=backbone, pretrained=False, labels=labels, backend=backend,
                         batch_size=len(images), max_epochs=1)
     steps = warmup + repeats
     data = torch.utils.data.TensorDataset(torch.from_numpy(images).repeat(steps, 1, 1, 1),

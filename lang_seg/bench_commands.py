@@ -13,7 +13,6 @@ figure ``/usr/bin/time -v`` prints); the training batch times are the ones ``tra
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import subprocess
@@ -22,9 +21,11 @@ import tempfile
 import time
 from typing import Dict, List
 
+from .evaluate import DEFAULT_SCALES, base_size_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = re.compile(r"training batches: (\d+), first ([\d.]+) s(?:, median of the rest ([\d.]+) s)?")
-UPSTREAM_SCALES = "0.5,0.75,1.0,1.25,1.5,1.75"
+CHECKPOINT = re.compile(r"checkpoint: (.+)")  # the path train_lseg.py says it wrote (its last line of the kind)
 
 
 def measure(cmd: List[str], cwd: str) -> Dict[str, object]:
@@ -45,14 +46,14 @@ def train_command(backend: str, args: argparse.Namespace) -> List[str]:
     return [sys.executable, os.path.join(ROOT, "train_lseg.py"), "--exp_name", f"bench_{backend}",
             "--dataset", "ade20k", "--data_path", args.data_path, "--backbone", args.backbone,
             "--batch_size", str(args.batch_size), "--max_steps", str(args.max_steps), "--no-pretrained",
-            "--crop_size", str(args.crop_size), "--base_size", str(round(args.crop_size * 520 / 480)),
+            "--crop_size", str(args.crop_size), "--base_size", str(base_size_for(args.crop_size)),
             "--backend", backend, "--seed", "0", "--accelerator", "cpu", "--devices", "1"]
 
 
 def eval_command(backend: str, checkpoint: str, args: argparse.Namespace) -> List[str]:
     return [sys.executable, os.path.join(ROOT, "test_lseg.py"), "--eval", "--dataset", "ade20k",
             "--data-path", args.data_path, "--weights", checkpoint, "--backend", backend,
-            "--crop-size", str(args.crop_size), "--base-size", str(round(args.crop_size * 520 / 480)),
+            "--crop-size", str(args.crop_size), "--base-size", str(base_size_for(args.crop_size)),
             "--scales", args.eval_scales, "--jobname", f"bench_{backend}"]
 
 
@@ -61,11 +62,10 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: str) -> Dict[st
     found = BATCHES.search(train["output"])
     if found is None:
         raise SystemExit(f"error: train_lseg.py printed no training batch times:\n{train['output'][-2000:]}")
-    checkpoints = glob.glob(os.path.join(workdir, "checkpoints", f"bench_{backend}", "version_*", "checkpoints",
-                                         "last.ckpt"))
-    if not checkpoints:
-        raise SystemExit(f"error: train_lseg.py wrote no last.ckpt under {workdir}/checkpoints/bench_{backend}")
-    evaluation = measure(eval_command(backend, checkpoints[0], args), workdir)
+    written = [os.path.join(workdir, path.strip()) for path in CHECKPOINT.findall(train["output"])]
+    if not written or not os.path.isfile(written[-1]):
+        raise SystemExit(f"error: train_lseg.py saved no checkpoint:\n{train['output'][-2000:]}")
+    evaluation = measure(eval_command(backend, written[-1], args), workdir)
     return {"train": {"wall_s": train["wall_s"], "peak_rss_mb": train["peak_rss_mb"], "batches": int(found[1]),
                       "first_batch_s": float(found[2]),
                       "batch_median_s": float(found[3]) if found[3] else float("nan")},
@@ -99,7 +99,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--crop_size", type=int, default=480)
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--max_steps", type=int, default=8)
-    parser.add_argument("--eval_scales", default=UPSTREAM_SCALES, help="test_lseg.py's --scales (default upstream's)")
+    parser.add_argument("--eval_scales", default=",".join(map(str, DEFAULT_SCALES)), help="test_lseg.py's --scales (default upstream's)")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "data", "bundled"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)

@@ -31,6 +31,13 @@ CITYS_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)  # upstream, Cityscapes
 BASE_SIZE = 520
 CROP_SIZE = 480
 STRIDE_RATE = 2.0 / 3.0
+
+
+def base_size_for(crop_size: int) -> int:
+    """The base size in upstream's proportion (520 for windows of 480) for windows of ``crop_size``."""
+    return round(crop_size * BASE_SIZE / CROP_SIZE)
+
+
 PAD_VALUE = -NORM_MEAN / NORM_STD  # a black pixel after normalisation
 # Windows per logits call. Two = a window and its mirror image. Peak memory of one 480x480 window on CPU
 # (clip_vitl16_384, 5 labels): torch ~0.6 GB more per window in the batch (2.9 GB at 1, 3.4 GB at 2),
