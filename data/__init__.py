@@ -1,6 +1,10 @@
 """Datasets for lang-seg (torch side), without torch-encoding."""
 from __future__ import annotations
 
+from lang_seg.checkout import same_package
+
+same_package(__name__)  # upstream's top-level spelling in a checkout: this package under its installed name
+
 from lang_seg.errors import LangSegError
 
 from .ade20k import ADE20KSegmentation

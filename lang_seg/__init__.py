@@ -1,8 +1,11 @@
 """LSeg (language-driven semantic segmentation) with a torch reference and a MindSpore compute core."""
+from . import checkout
 from .config import BACKBONES, BACKENDS, NetOptions
 from .errors import LangSegError
 
 __version__ = "0.1.0"
+
+checkout.install()  # in a checkout: lang_seg.modules, lang_seg.data, ... are the folders beside this one
 __all__ = ["load_model", "BACKENDS", "BACKBONES", "NetOptions", "LangSegError", "__version__"]
 
 

@@ -21,7 +21,7 @@ def initial_state(options: NetOptions, pretrained: bool = False, seed: Optional[
     torch names: what both backends start from, so that one seed gives identical weights on either."""
     import torch
 
-    from modules.models.lseg_net import LSegNet
+    from lang_seg.modules.models.lseg_net import LSegNet
 
     if seed is not None:
         torch.manual_seed(seed)

@@ -32,7 +32,7 @@ def read_label_file(path) -> List[str]:
 
 
 def ade20k_labels() -> List[str]:
-    from label_files import LABEL_DIR  # package data: found in a wheel or non-editable install too
+    from lang_seg.label_files import LABEL_DIR  # package data: found in a wheel or non-editable install too
 
     return read_label_file(LABEL_DIR / ADE20K_FILE)
 

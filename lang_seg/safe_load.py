@@ -89,7 +89,7 @@ def lightning_weights_only(path, trust: bool = False) -> bool:
 
     if file_kind(path) == "other":
         raise LangSegError(f"checkpoint {path} is not a torch (Lightning) checkpoint: pass a .ckpt written by "
-                           "train_lseg.py (MindSpore files: convert them with python -m lang_seg.convert)")
+                           "train_lseg.py (MindSpore files: convert them with python -m lang_seg.commands.convert)")
     names = _checked_globals(path, trust)
     allowed = _allowed(names)
     if trust:  # LightningCLI reads the file's hyper-parameters weights-only whatever it is told: allow its names

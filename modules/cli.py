@@ -9,7 +9,7 @@ loss. The learning rate follows ``data.batch_size`` and the schedule
 accumulation is ``model.accumulate_grad_batches`` for both backends (the
 MindSpore backend accumulates inside its compiled step; Lightning's own
 accumulation is used for torch). Devices, strategy and ``trainer.sync_batchnorm`` go through the
-same set-up as the upstream-flag form (``modules.trainer.trainer_arguments``).
+same set-up as the upstream-flag form (``lang_seg.modules.trainer.trainer_arguments``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Optional
 
 from pytorch_lightning.cli import LightningCLI
 
-from data.datamodule import SegmentationDataModule
+from lang_seg.data.datamodule import SegmentationDataModule
 
 from .lseg_module import LSegModule
 from .lsegmentation_module import check_data_fits

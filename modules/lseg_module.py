@@ -62,7 +62,7 @@ class LSegModule(LSegmentationModule):
 
     # -- MindSpore backend: the bridge -------------------------------------
     def _build_bridge(self):
-        from lang_seg.bridge import MindSporeBridge
+        from lang_seg.modules.bridge import MindSporeBridge
 
         state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
         # on the device Lightning chose for this process (cpu, or cuda:<local rank>)

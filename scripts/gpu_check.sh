@@ -62,7 +62,7 @@ if (( GPUS > 1 )); then
 else
     PROCS=1
 fi
-step bench_torch_gpu 120 $PY -m lang_seg.bench_ddp --backends torch --accelerator gpu --processes "$PROCS" \
+step bench_torch_gpu 120 $PY -m lang_seg.tools.bench_ddp --backends torch --accelerator gpu --processes "$PROCS" \
     --backbone clip_vitb32_384 --num_features 256 --batch_size 4 --crop_size 480 --base_size 520 --steps 10
 sed 's/^/    /' "$WORK/bench_torch_gpu.out" >> "$WORK/summary" || true
 step mindspore_fit_1gpu 150 $PY "$ROOT/train_lseg.py" --exp_name gpu_ms_1 --backend mindspore --devices 1 "${FIT[@]}"

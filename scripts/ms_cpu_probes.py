@@ -228,7 +228,7 @@ x = np.random.RandomState(0).randn(1, 256, hw, hw).astype(np.float32)
 if framework == "mindspore":
     import mindspore as ms
     from mindspore import nn, ops
-    from modules.models_ms.lseg_blocks import Interpolate  # what the network runs
+    from lang_seg.modules.models_ms.lseg_blocks import Interpolate  # what the network runs
     layer = {"conv3x3": lambda: nn.Conv2d(256, 256, 3, pad_mode="pad", padding=1, has_bias=True),
              "upsample x2": Interpolate, "batchnorm": lambda: nn.BatchNorm2d(256, momentum=0.9)}[op]()
     layer.set_train(True)

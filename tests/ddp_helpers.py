@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--backbone", "tiny_vitb32", "--num_features", "16", "--no-pretrained", "--seed", "0", "--base_lr", "0.16",

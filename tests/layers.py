@@ -6,18 +6,18 @@ Entries name a module or a package prefix; the most specific entry wins.
 """
 LAYERS = (
     ("facts", ("lang_seg.errors", "lang_seg.config", "lang_seg.names", "lang_seg.files", "lang_seg.labels",
-               "lang_seg.images", "lang_seg.metrics", "lang_seg.weights", "label_files")),
-    ("nets", ("modules.models", "modules.models_ms")),
-    ("backends and checkpoint I/O", ("lang_seg", "lang_seg.api", "lang_seg.model", "lang_seg.evaluate",
-                                     "lang_seg.checkpoint", "lang_seg.checkpoint_ms", "lang_seg.safe_load",
-                                     "lang_seg.backends")),
-    ("Lightning shell", ("modules", "lang_seg.bridge", "lang_seg.handoff", "data")),
-    ("commands", ("lang_seg.convert", "lang_seg.parity", "lang_seg.bench", "lang_seg.bench_commands",
-                  "lang_seg.bench_ddp", "lang_seg.demo",
-                  "lang_seg.app", "lang_seg.app_logic", "lang_seg.app_view", "lang_seg.webapp",
-                  "train_lseg", "test_lseg", "prepare_ade20k", "data.bundled")),
+               "lang_seg.images", "lang_seg.metrics", "lang_seg.weights", "lang_seg.checkout", "lang_seg.label_files",
+               "lang_seg.configs")),
+    ("nets", ("lang_seg.modules.models", "lang_seg.modules.models_ms")),
+    ("library", ("lang_seg", "lang_seg.api", "lang_seg.model", "lang_seg.evaluate", "lang_seg.checkpoint",
+                 "lang_seg.checkpoint_ms", "lang_seg.safe_load", "lang_seg.backends")),
+    ("Lightning shell", ("lang_seg.modules", "lang_seg.data")),
+    ("commands", ("lang_seg.commands", "train_lseg", "test_lseg", "prepare_ade20k")),
+    ("tools", ("lang_seg.tools",)),
 )
-PACKAGES = ("lang_seg", "modules", "data", "label_files")
+# folders of the package, and where a checkout keeps them (lang_seg/checkout.py)
+PACKAGES = {"lang_seg": "lang_seg", "lang_seg.modules": "modules", "lang_seg.data": "data",
+            "lang_seg.label_files": "label_files", "lang_seg.configs": "configs"}
 SCRIPTS = ("train_lseg", "test_lseg", "prepare_ade20k")
 
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 import lang_seg
-from lang_seg import LangSegError, NetOptions
+from lang_seg import LangSegError
 from lang_seg.checkpoint import infer_options, read_checkpoint, save_checkpoint
-from lang_seg.demo import main as demo_main
+from lang_seg.commands.demo import main as demo_main
 
 from .helpers import LABELS, images
 
@@ -103,7 +103,7 @@ def test_demo_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_convert_cli_bad_input_is_one_line(tmp_path, capsys, upstream_fixture):
-    from lang_seg.convert import main as convert_main
+    from lang_seg.commands.convert import main as convert_main
 
     assert convert_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out.ckpt")]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,4 +1,4 @@
-"""The browser demo end to end, in a real headless Chromium driven by Selenium: ``python -m lang_seg.app``
+"""The browser demo end to end, in a real headless Chromium driven by Selenium: ``python -m lang_seg.commands.app``
 on a free loopback port with a tiny checkpoint, a picture uploaded, labels typed, the result checked
 (segmentation image, legend, label-map download), a non-picture refused on the page while the server
 keeps serving, and two browser sessions at once each getting their own result.
@@ -44,7 +44,7 @@ def require_browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The demo's URL, served by ``python -m lang_seg.app`` in a process of its own."""
+    """The demo's URL, served by ``python -m lang_seg.commands.app`` in a process of its own."""
     require_browser()
     folder = tmp_path_factory.mktemp("app_browser")
     weights = os.environ.get("LANGSEG_APP_WEIGHTS") or str(tiny_checkpoint(folder / "tiny.ckpt"))
@@ -52,7 +52,7 @@ def server(tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = open(folder / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "lang_seg.app", "--weights", weights, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "lang_seg.commands.app", "--weights", weights, "--port", str(port)],
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

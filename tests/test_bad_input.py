@@ -15,7 +15,7 @@ from PIL import Image
 import lang_seg
 import test_lseg
 import train_lseg
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 from lang_seg import LangSegError
 
 from .helpers import FIXTURES, LABELS, images
@@ -97,7 +97,7 @@ def _full_disk_after(n_bytes):
 def test_full_disk_during_a_lightning_checkpoint_write(tmp_path, monkeypatch):
     import lightning_fabric.plugins.io.torch_io
 
-    from modules.checkpoint_io import AtomicCheckpointIO
+    from lang_seg.modules.checkpoint_io import AtomicCheckpointIO
 
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
@@ -112,7 +112,7 @@ def test_full_disk_during_a_lightning_checkpoint_write(tmp_path, monkeypatch):
 
 
 def test_full_disk_during_convert(tmp_path, capsys, monkeypatch):
-    from lang_seg.convert import main as convert_main
+    from lang_seg.commands.convert import main as convert_main
 
     dst = tmp_path / "back.ckpt"
     dst.write_bytes(b"earlier file")
@@ -144,8 +144,8 @@ def test_labels_that_do_not_match_the_dataset(workdir, capsys):
     assert not (workdir / "checkpoints").exists()
     import pytorch_lightning as pl
 
-    from data.datamodule import SegmentationDataModule
-    from modules.lseg_module import LSegModule
+    from lang_seg.data.datamodule import SegmentationDataModule
+    from lang_seg.modules.lseg_module import LSegModule
 
     module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False, labels=LABELS)
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -180,7 +180,7 @@ def test_resume_from_files_lightning_cannot_or_should_not_load(workdir, capsys, 
 
     torch.save({"state_dict": {}, "x": Evil()}, "evil.ckpt")
     Path("cut.ckpt").write_bytes(Path(UPSTREAM).read_bytes()[:5000])
-    from lang_seg.convert import convert_file
+    from lang_seg.commands.convert import convert_file
 
     convert_file(UPSTREAM, "ms.ckpt")
     cases = [
@@ -200,9 +200,9 @@ def test_resume_from_files_lightning_cannot_or_should_not_load(workdir, capsys, 
 
 @pytest.mark.parametrize("argv, message", [
     (["test_lseg.py", "--weights", "cut.ckpt", "--eval"], "checkpoint cut.ckpt is damaged or truncated"),
-    (["-m", "lang_seg.convert", "notes.ckpt", "out.ckpt"],
+    (["-m", "lang_seg.commands.convert", "notes.ckpt", "out.ckpt"],
      "checkpoint notes.ckpt is neither a torch file nor a readable MindSpore checkpoint"),
-    (["-m", "lang_seg.parity", "--weights", "cut.ckpt"], "checkpoint cut.ckpt is damaged or truncated"),
+    (["-m", "lang_seg.tools.parity", "--weights", "cut.ckpt"], "checkpoint cut.ckpt is damaged or truncated"),
 ])
 def test_commands_as_processes_print_one_line_and_exit_2(workdir, argv, message):
     Path("cut.ckpt").write_bytes(Path(UPSTREAM).read_bytes()[:5000])

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lang_seg.bench import PARTS, ROWS, TORCH_ONLY, UPSTREAM
+from lang_seg.tools.bench import PARTS, ROWS, TORCH_ONLY, UPSTREAM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.slow
 def test_bench_quick_mode_reports_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "lang_seg.bench", "--backbone", "tiny_vitl16", "--size", "64", "--labels", "20",
+    cmd = [sys.executable, "-m", "lang_seg.tools.bench", "--backbone", "tiny_vitl16", "--size", "64", "--labels", "20",
            "--repeats", "2", "--json", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""``python -m lang_seg.bench_commands`` runs the training and evaluation commands on both backends and reports
+"""``python -m lang_seg.tools.bench_commands`` runs the training and evaluation commands on both backends and reports
 their batch times and each process's peak memory (tiny configuration)."""
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lang_seg.bench_commands import measure
+from lang_seg.tools.bench_commands import measure
 
 
 def test_measure_reports_the_peak_memory_of_the_command_and_its_children():
@@ -20,7 +20,7 @@ def test_measure_reports_the_peak_memory_of_the_command_and_its_children():
 @pytest.mark.slow
 def test_bench_commands_quick_mode_reports_both_commands_on_both_backends(tmp_path):
     out = tmp_path / "commands.json"
-    cmd = [sys.executable, "-m", "lang_seg.bench_commands", "--backbone", "tiny_vitb32", "--crop_size", "64",
+    cmd = [sys.executable, "-m", "lang_seg.tools.bench_commands", "--backbone", "tiny_vitb32", "--crop_size", "64",
            "--max_steps", "2", "--eval_scales", "1.0", "--json", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]

@@ -9,7 +9,7 @@ from lang_seg import LangSegError
 from lang_seg.checkpoint import infer_options, read_checkpoint
 from lang_seg.safe_load import SAFE_GLOBALS, file_kind, load_torch_file
 
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 from .helpers import LABELS, images
 
@@ -42,7 +42,7 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, upstream_fixtu
     with pytest.raises(LangSegError) as caught:
         lang_seg.load_model(str(path))
     assert str(caught.value) == message
-    from lang_seg.convert import main as convert_main
+    from lang_seg.commands.convert import main as convert_main
 
     import test_lseg
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from data import get_dataset
-from data.ade20k import ADE20KSegmentation
-from data.bundled import ROOT as BUNDLED
-from data.datamodule import SegmentationDataModule
-from data.transforms import sync_transform, val_sync_transform
+from lang_seg.data import get_dataset
+from lang_seg.data.ade20k import ADE20KSegmentation
+from lang_seg.data.bundled import ROOT as BUNDLED
+from lang_seg.data.datamodule import SegmentationDataModule
+from lang_seg.data.transforms import sync_transform, val_sync_transform
 from lang_seg import LangSegError
 
 import prepare_ade20k

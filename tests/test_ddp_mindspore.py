@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import train_lseg
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 from .ddp_helpers import TINY, records, run, weights_at
 
@@ -62,7 +62,7 @@ def test_first_update_is_the_mean_of_the_single_process_updates(ms_run):
     SGD's first update is ``-lr * momentum buffer`` (the buffer starts as the gradient plus weight decay), so
     the buffers are compared: 1e-6 relative."""
     from lang_seg.backends.mindspore_backend import load_into
-    from lang_seg.bridge import MindSporeBridge
+    from lang_seg.modules.bridge import MindSporeBridge
     from lang_seg.config import NetOptions
     from lang_seg.labels import ade20k_labels
 
@@ -129,14 +129,14 @@ def test_rank_zero_writes_and_one_process_resumes(ms_run, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_benchmark_reports_throughput_and_the_all_reduce_share(tmp_path):
-    """``python -m lang_seg.bench_ddp`` on 2 MindSpore processes: one row with images/s, the all-reduce's share
+    """``python -m lang_seg.tools.bench_ddp`` on 2 MindSpore processes: one row with images/s, the all-reduce's share
     of the step and the hand-off path (shared memory on CPU)."""
     import json
     import subprocess
     import sys
 
     out = tmp_path / "ddp.json"
-    done = subprocess.run([sys.executable, "-m", "lang_seg.bench_ddp", "--backends", "mindspore", "--processes", "2",
+    done = subprocess.run([sys.executable, "-m", "lang_seg.tools.bench_ddp", "--backends", "mindspore", "--processes", "2",
                            "--steps", "2", "--warmup", "1", "--crop_size", "64", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -3,7 +3,7 @@ upstream trains: N processes of batch b train as one process of batch N*b."""
 import numpy as np
 import pytest
 
-from data.datamodule import EpochSampler
+from lang_seg.data.datamodule import EpochSampler
 
 from .ddp_helpers import TINY, fully_labelled_data, records, run, run_nodes, weights_at
 

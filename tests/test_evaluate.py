@@ -8,8 +8,8 @@ from PIL import Image
 
 import lang_seg
 import test_lseg
-from data.ade20k import ADE20KSegmentation, find_pairs
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.ade20k import ADE20KSegmentation, find_pairs
+from lang_seg.data.bundled import ROOT as BUNDLED
 from lang_seg import LangSegError, NetOptions
 from lang_seg.evaluate import PAD_VALUE, MultiScaleEvaluator, bilinear_resize, plan_windows, scaled_size
 from lang_seg.images import array_to_rgb, normalize, palette, read_image, to_rgb
@@ -54,7 +54,7 @@ def fitted_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted_ms_ckpt(fitted_ckpt):
-    from lang_seg.convert import convert_file
+    from lang_seg.commands.convert import convert_file
 
     path = fitted_ckpt.with_name("fitted_ms.ckpt")
     convert_file(fitted_ckpt, path)

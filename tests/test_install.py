@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 USE = """
 import numpy as np, lang_seg
 from lang_seg.labels import ade20k_labels
-from data.bundled import ROOT
+from lang_seg.data.bundled import ROOT
 assert lang_seg.__file__.startswith({site!r}), lang_seg.__file__
 labels = ade20k_labels()
 model = lang_seg.load_model(None, backbone="tiny_vitl16", seed=0, backend="mindspore")
@@ -30,7 +30,7 @@ def site(tmp_path_factory):
     build, target = tmp_path_factory.mktemp("build"), tmp_path_factory.mktemp("site")
     for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, build / name)
-    for package in ("lang_seg", "modules", "data", "label_files"):
+    for package in ("lang_seg", "modules", "data", "label_files", "configs"):
         shutil.copytree(ROOT / package, build / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(build)], check=True, capture_output=True)
@@ -43,10 +43,12 @@ def run_installed(site: Path, args, cwd: Path):
 
 
 def test_installed_package_ships_its_data(site):
-    assert (site / "label_files" / "ade20k_objectInfo150.txt").is_file()
-    assert len(list((site / "data" / "bundled").rglob("*.jpg"))) == 30
-    assert len(list((site / "data" / "bundled").rglob("*.png"))) == 30
-    assert not (site / "tests").exists()
+    assert (site / "lang_seg" / "label_files" / "ade20k_objectInfo150.txt").is_file()
+    assert (site / "lang_seg" / "configs" / "bundled_tiny.yaml").is_file()
+    assert len(list((site / "lang_seg" / "data" / "bundled").rglob("*.jpg"))) == 30
+    assert len(list((site / "lang_seg" / "data" / "bundled").rglob("*.png"))) == 30
+    # one top-level name: nothing generic (modules, data, label_files, configs, tests) beside it
+    assert sorted(p.name for p in site.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))) == ["bin", "lang_seg"]
 
 
 def test_load_model_with_ade20k_labels_from_another_folder(site, tmp_path):
@@ -57,7 +59,7 @@ def test_load_model_with_ade20k_labels_from_another_folder(site, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_from_another_folder(site, tmp_path):
-    result = run_installed(site, ["-m", "lang_seg.demo", "--out", "demo_out"], cwd=tmp_path)
+    result = run_installed(site, ["-m", "lang_seg.commands.demo", "--out", "demo_out"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "demo_out" / "demo.png").is_file()
     assert (tmp_path / "demo_out" / "labels_mindspore.png").is_file()

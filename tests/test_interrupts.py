@@ -6,13 +6,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["--data_path", str(BUNDLED), "--batch_size", "4", "--backbone", "tiny_vitb32", "--num_features", "16",
@@ -33,7 +32,7 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
     child = run_python(f"""
         import time, torch
         from pytorch_lightning.plugins.io import TorchCheckpointIO
-        from modules.checkpoint_io import AtomicCheckpointIO
+        from lang_seg.modules.checkpoint_io import AtomicCheckpointIO
 
         def slow(self, checkpoint, path, storage_options=None):  # half the file, then hang: kill -9 lands here
             data = open({str(target)!r}, "rb").read()
@@ -66,7 +65,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_resuming_repeats_the_trajectory
     child = run_python(f"""
         import os, signal, sys
         import train_lseg
-        from modules.lseg_module import LSegModule
+        from lang_seg.modules.lseg_module import LSegModule
 
         # as in a terminal, even when the suite runs in the background (which starts children with SIGINT ignored)
         signal.signal(signal.SIGINT, signal.default_int_handler)

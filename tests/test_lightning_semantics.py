@@ -9,11 +9,11 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
 
-from data.bundled import ROOT as BUNDLED
-from data.datamodule import SegmentationDataModule
+from lang_seg.data.bundled import ROOT as BUNDLED
+from lang_seg.data.datamodule import SegmentationDataModule
 from lang_seg.errors import LangSegError
-from modules.lseg_module import LSegModule
-from modules.lsegmentation_module import poly_lambda
+from lang_seg.modules.lseg_module import LSegModule
+from lang_seg.modules.lsegmentation_module import poly_lambda
 
 EPOCHS, BATCHES, ACCUMULATE = 3, 5, 2  # 5 micro-batches an epoch: the last update of each has one
 

@@ -12,7 +12,7 @@ from lang_seg.backends.torch_backend import TorchModel
 from lang_seg.checkpoint import save_checkpoint
 from lang_seg.safe_load import load_torch_file
 from lang_seg.names import TORCH_ONLY_PREFIX
-from lang_seg.parity import backward_rows, format_table, forward_rows
+from lang_seg.tools.parity import backward_rows, format_table, forward_rows
 
 from .helpers import LABELS, TINY_SIZES, images, nontrivial_state
 
@@ -84,7 +84,7 @@ def test_round_trip_is_bit_exact_and_files_convert_both_ways(tmp_path, upstream_
     original = load_torch_file(path)["state_dict"]
     assert sum(v.dtype == torch.float16 for v in original.values()) == 27  # upstream's CLIP tower, as on CUDA
     ms_file, torch_file = tmp_path / "model_ms.ckpt", tmp_path / "back.ckpt"
-    cmd = [sys.executable, "-m", "lang_seg.convert"]
+    cmd = [sys.executable, "-m", "lang_seg.commands.convert"]
     r1 = subprocess.run(cmd + [str(path), str(ms_file)], capture_output=True, text=True)
     assert r1.returncode == 0, r1.stderr
     assert "torch -> mindspore" in r1.stdout
@@ -111,7 +111,7 @@ def test_round_trip_is_bit_exact_and_files_convert_both_ways(tmp_path, upstream_
 def test_load_model_from_mindspore_checkpoint_gives_same_logits(tmp_path):
     torch_model, ms_model, state = pair("tiny_vitl16", arch_option=2, block_depth=2, activation="tanh")
     save_checkpoint(tmp_path / "t.ckpt", state, torch_model.options)
-    from lang_seg.convert import convert_file
+    from lang_seg.commands.convert import convert_file
 
     convert_file(tmp_path / "t.ckpt", tmp_path / "m.ckpt")
     x = images((1, 3, 64, 64))
@@ -181,8 +181,8 @@ def test_bare_mindspore_net_initialises_like_the_torch_reference():
     """The MindSpore LSegNet starts from the torch reference's distributions on its own (no torch needed):
     constant tensors equal, random ones with the same mean and spread (statistics, not values)."""
     import torch
-    from modules.models.lseg_net import LSegNet as TorchNet
-    from modules.models_ms.lseg_net import LSegNet as MsNet
+    from lang_seg.modules.models.lseg_net import LSegNet as TorchNet
+    from lang_seg.modules.models_ms.lseg_net import LSegNet as MsNet
 
     from lang_seg.backends.mindspore_backend import named_parameters
     from lang_seg.names import ms_to_torch_name

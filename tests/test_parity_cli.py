@@ -1,9 +1,9 @@
-"""`python -m lang_seg.parity` as users run it: passes on a small configuration, fails on a wrong weight."""
+"""`python -m lang_seg.tools.parity` as users run it: passes on a small configuration, fails on a wrong weight."""
 import json
 
 import pytest
 
-from lang_seg import parity
+from lang_seg.tools import parity
 
 QUICK = ["--backbone", "tiny_vitl16", "--size", "96x64", "--batch", "2", "--steps", "3"]
 

@@ -1,12 +1,11 @@
 """Parity on one real-size backbone: clip_vitb32_384 at 384x384 (random non-trivial weights)."""
-import numpy as np
 import pytest
 
 from lang_seg import NetOptions
 from lang_seg.backends.mindspore_backend import MindSporeModel
 from lang_seg.backends.torch_backend import TorchModel
 from lang_seg.labels import ade20k_labels
-from lang_seg.parity import format_table, forward_rows
+from lang_seg.tools.parity import format_table, forward_rows
 
 from .helpers import images, nontrivial_state
 

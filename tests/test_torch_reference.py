@@ -8,7 +8,7 @@ import torch
 import lang_seg
 from lang_seg import BACKBONES, LangSegError, NetOptions
 from lang_seg.names import UNUSED_PREFIXES
-from modules.models.lseg_net import LSegNet, STAGES
+from lang_seg.modules.models.lseg_net import LSegNet, STAGES
 
 from .helpers import FIXTURES, LABELS, TINY_SIZES, images
 
@@ -85,7 +85,7 @@ def test_non_square_input_resizes_position_embedding():
     assert out.shape == (1, 2, 64, 256)
     # same image, grid equal to the stored one: resizing is the identity
     pos = model.net.pretrained.model.pos_embed
-    from modules.models.lseg_vit import resize_pos_embed
+    from lang_seg.modules.models.lseg_vit import resize_pos_embed
 
     assert torch.equal(resize_pos_embed(pos, 4, 4), pos)
 
@@ -129,7 +129,7 @@ def test_bad_input_errors(call, message):
 
 def test_pretrained_offline_fails_with_clear_message(monkeypatch, tmp_path):
     from lang_seg.weights import load_clip_text_pretrained, load_timm_pretrained
-    from modules.models.clip_text import ClipTextEncoder
+    from lang_seg.modules.models.clip_text import ClipTextEncoder
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("LANGSEG_CLIP_CACHE", str(tmp_path))

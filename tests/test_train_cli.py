@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lang_seg
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 import train_lseg
 
@@ -28,7 +28,7 @@ def test_train_writes_logs_and_checkpoint_then_resumes(workdir, capsys, backend)
     out = capsys.readouterr().out
     last = workdir / "checkpoints/run/version_0/checkpoints/last.ckpt"
     assert f"checkpoint: {last.relative_to(workdir)}" in out and "train_loss" in out
-    # the batch times the command prints (lang_seg.bench_commands reads them)
+    # the batch times the command prints (lang_seg.tools.bench_commands reads them)
     assert re.search(r"^training batches: 4, first [\d.]+ s, median of the rest [\d.]+ s$", out, re.M), out
     rows = list(csv.DictReader(open(workdir / "checkpoints/run/version_0/metrics.csv")))
     assert sum(1 for r in rows if r.get("train_loss")) == 4
@@ -110,7 +110,7 @@ def test_cli_form_errors(workdir, capsys):
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     import lightning_fabric.plugins.io.torch_io
 
-    from modules.checkpoint_io import AtomicCheckpointIO
+    from lang_seg.modules.checkpoint_io import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"

@@ -6,10 +6,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import lang_seg
-from data.bundled import ROOT as BUNDLED
-from data.datamodule import SegmentationDataModule
-from modules.lseg_module import LSegModule
-from modules.lsegmentation_module import LSegmentationModule
+from lang_seg.data.bundled import ROOT as BUNDLED
+from lang_seg.data.datamodule import SegmentationDataModule
+from lang_seg.modules.lseg_module import LSegModule
+from lang_seg.modules.lsegmentation_module import LSegmentationModule
 
 
 class Record(pl.Callback):
@@ -122,7 +122,7 @@ def test_checkpoint_validates_and_resumes_on_the_other_backend(tmp_path, source,
 
 def test_optimizer_state_round_trip_between_backends(tmp_path):
     """torch SGD state -> MindSpore slots -> torch: momentum buffers and schedule come back exactly."""
-    from modules.optimizer_state import mindspore_from_torch, torch_from_mindspore
+    from lang_seg.modules.optimizer_state import mindspore_from_torch, torch_from_mindspore
 
     module, trainer, _ = fit("torch", tmp_path, max_steps=-1, max_epochs=3, trainer_epochs=1)
     [optimizer] = trainer.optimizers

@@ -5,10 +5,10 @@ import pytorch_lightning as pl
 import torch
 
 import lang_seg
-from data.bundled import ROOT as BUNDLED
-from data.datamodule import SegmentationDataModule
-from modules.lseg_module import LSegModule
-from modules.lsegmentation_module import poly_lambda
+from lang_seg.data.bundled import ROOT as BUNDLED
+from lang_seg.data.datamodule import SegmentationDataModule
+from lang_seg.modules.lseg_module import LSegModule
+from lang_seg.modules.lsegmentation_module import poly_lambda
 
 from .helpers import SGD_CHECK, assert_group_steps, sgd_expected_per_group
 

@@ -108,7 +108,7 @@ def named_parameters(net) -> Iterator[Tuple[str, object]]:
 
 
 def ms_parameter_shapes(options: NetOptions) -> List[Tuple[str, tuple]]:
-    from modules.models_ms.lseg_net import LSegNet
+    from lang_seg.modules.models_ms.lseg_net import LSegNet
 
     return [(name, tuple(p.shape)) for name, p in named_parameters(LSegNet(options))]
 
@@ -142,7 +142,7 @@ class MindSporeModel(SegModel):
     def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
                  what: str = "checkpoint", mode: Optional[str] = None):
         """``state``: weights under torch names; None keeps the MindSpore net's own random initialisation."""
-        from modules.models_ms.lseg_net import LSegNet
+        from lang_seg.modules.models_ms.lseg_net import LSegNet
 
         use_device(device)
         super().__init__(options, device)

@@ -33,7 +33,7 @@ class TorchModel(SegModel):
 
     def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
                  pretrained: bool = False, what: str = "checkpoint"):
-        from modules.models.lseg_net import LSegNet
+        from lang_seg.modules.models.lseg_net import LSegNet
 
         self.torch_device = torch_device(device)
         net = LSegNet(options, pretrained=pretrained and state is None, device=str(self.torch_device))

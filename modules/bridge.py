@@ -3,7 +3,7 @@
 The MindSpore network runs on the device Lightning chose for the process
 (``cpu``, or ``cuda:<local rank>`` -> MindSpore ``GPU:<local rank>``); batches
 cross to it and loss and predictions come back onto the LightningModule's
-device through ``lang_seg.handoff`` (shared memory on CPU, DLPack or host
+device through ``lang_seg.modules.handoff`` (shared memory on CPU, DLPack or host
 memory on a GPU). The MindSpore network holds the live weights while
 training; ``state_dict`` gives them under torch names for Lightning's
 checkpoints.
@@ -25,10 +25,10 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from .backends.mindspore_backend import MindSporeModel, assign
-from .backends.mindspore_split import SplitStep
-from .backends.mindspore_train import TrainStep
-from .config import NetOptions
+from lang_seg.backends.mindspore_backend import MindSporeModel, assign
+from lang_seg.backends.mindspore_split import SplitStep
+from lang_seg.backends.mindspore_train import TrainStep
+from lang_seg.config import NetOptions
 from .handoff import Handoff
 
 

@@ -1,8 +1,8 @@
 """Training throughput on 1 and on N processes (Lightning's DDP) for each backend, and the MindSpore
 backend's gradient all-reduce share of a step.
 
-    python -m lang_seg.bench_ddp                                  # tiny_vitb32, 128x128, batch 2, CPU, 1 and 2
-    python -m lang_seg.bench_ddp --backbone clip_vitb32_384 --crop_size 480 --batch_size 1 --accelerator gpu
+    python -m lang_seg.tools.bench_ddp                                  # tiny_vitb32, 128x128, batch 2, CPU, 1 and 2
+    python -m lang_seg.tools.bench_ddp --backbone clip_vitb32_384 --crop_size 480 --batch_size 1 --accelerator gpu
 
 Each run is ``train_lseg.py``'s own set-up (upstream's flags, the bundled data, random weights) with a
 timing callback: images per second over all processes = processes x batch / median step time (the first
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import List
 
-from data.bundled import ROOT as BUNDLED
+from lang_seg.data.bundled import ROOT as BUNDLED
 
 RESULT = "BENCH_DDP "
 
@@ -63,9 +63,9 @@ def worker(flags: List[str], warmup: int) -> None:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    import train_lseg
+    from lang_seg.commands import train
 
-    module, datamodule, kwargs, _, _ = train_lseg.build(train_lseg.build_parser().parse_args(flags))
+    module, datamodule, kwargs, _, _ = train.build(train.build_parser().parse_args(flags))
     callbacks = [c for c in kwargs["callbacks"] if not isinstance(c, ModelCheckpoint)] + [timing_callback(warmup)]
     kwargs.update(callbacks=callbacks, num_sanity_val_steps=0, enable_progress_bar=False, enable_checkpointing=False,
                   logger=False, limit_val_batches=0)
@@ -78,11 +78,11 @@ def run(backend: str, processes: int, args) -> dict:
              "--batch_size", str(args.batch_size), "--crop_size", str(args.crop_size), "--base_size",
              str(args.base_size), "--max_steps", str(args.warmup + args.steps), "--max_epochs", "1000",
              "--no-pretrained", "--seed", "0", "--no_resume", "--data_path", str(BUNDLED)]
-    root = str(Path(__file__).resolve().parent.parent)  # where lang_seg and train_lseg are imported from
+    root = str(Path(__file__).resolve().parents[2])  # where lang_seg is imported from
     env = dict(os.environ, MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"),
                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     with tempfile.TemporaryDirectory() as cwd:  # Lightning's launcher re-runs this command for ranks 1..N-1
-        done = subprocess.run([sys.executable, "-m", "lang_seg.bench_ddp", "--worker", "--warmup", str(args.warmup),
+        done = subprocess.run([sys.executable, "-m", "lang_seg.tools.bench_ddp", "--worker", "--warmup", str(args.warmup),
                                *flags], cwd=cwd, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode != 0 or not lines:
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["--worker"]:  # one run: --worker --warmup W, then train_lseg.py's flags
         worker(argv[3:], int(argv[2]))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.bench_ddp", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.bench_ddp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="torch,mindspore")
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
     parser.add_argument("--accelerator", default="cpu")
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     results = {b: [run(b, int(n), args) for n in args.processes.split(",")] for b in args.backends.split(",")}
     print(format_rows(results))
     if args.json:
-        from .files import write_json
+        from lang_seg.files import write_json
 
         write_json(args.json, results)
     return 0

@@ -1,7 +1,7 @@
 """Benchmark both backends on the same inputs: medians, MindSpore/torch ratios, peak memory.
 
-    python -m lang_seg.bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
-    python -m lang_seg.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
+    python -m lang_seg.tools.bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
+    python -m lang_seg.tools.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
 
 Rows: the CLIP text encoder on the label set, and the cached features; one
 eval forward; forward+backward of the network and loss (with cached text
@@ -57,7 +57,7 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict
 
 
 def inputs(size: int, batch: int, n_labels: int):
-    from .labels import ade20k_labels
+    from lang_seg.labels import ade20k_labels
 
     rng = np.random.RandomState(0)
     images = rng.randn(batch, 3, size, size).astype(np.float32)
@@ -85,7 +85,7 @@ def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, targe
                repeats: int, warmup: int, demo_repeats: int) -> dict:
     import torch
 
-    from .api import load_model
+    from lang_seg.api import load_model
 
     model = load_model(None, backend=backend, backbone=backbone, seed=0)
     results: Dict[str, object] = {}
@@ -119,7 +119,7 @@ def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, targe
     else:
         import mindspore as ms
 
-        from .backends.mindspore_train import LossAndGrad
+        from lang_seg.backends.mindspore_train import LossAndGrad
 
         def encode():
             return model._encode_text(labels).asnumpy()
@@ -157,9 +157,9 @@ def demo_seconds(model, repeats: int, crop_size: int) -> dict:
     """``python test_lseg.py --image ...`` without the file writing: 6 scales, flip, windows of the
     benchmark's size (base size in upstream's proportion, 520 for 480). The warm-up runs scale 1.0
     only (compiles the window batch shapes)."""
-    from .demo import DEFAULT_LABELS, bundled_image
-    from .evaluate import MultiScaleEvaluator, base_size_for
-    from .images import normalize
+    from lang_seg.commands.demo import DEFAULT_LABELS, bundled_image
+    from lang_seg.evaluate import MultiScaleEvaluator, base_size_for
+    from lang_seg.images import normalize
 
     image = normalize(bundled_image())
     labels = DEFAULT_LABELS.split(",")
@@ -182,7 +182,7 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
     import pytorch_lightning as pl
     import torch
 
-    from modules.lseg_module import LSegModule
+    from lang_seg.modules.lseg_module import LSegModule
 
     class UpstreamStep(LSegModule):
         def __init__(self, **kwargs):
@@ -269,7 +269,7 @@ def format_table(res: dict) -> str:
 
 
 def main(argv: List[str] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--batch", type=int, default=1)
@@ -293,7 +293,7 @@ def main(argv: List[str] = None) -> int:
         for part in PARTS:
             if backend != "torch" and part in TORCH_ONLY:
                 continue
-            cmd = [sys.executable, "-m", "lang_seg.bench", "--worker", backend, "--part", part] + [
+            cmd = [sys.executable, "-m", "lang_seg.tools.bench", "--worker", backend, "--part", part] + [
                 a for k, v in vars(args).items() if k not in ("worker", "part", "json") for a in (f"--{k}", str(v))
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -307,7 +307,7 @@ def main(argv: List[str] = None) -> int:
             result[backend].update(rows)
     print(format_table(result))
     if args.json:
-        from .files import write_json
+        from lang_seg.files import write_json
 
         write_json(args.json, result)
     return 0

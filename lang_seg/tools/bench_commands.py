@@ -1,9 +1,9 @@
 """Time and peak memory of the commands users run, on both backends: ``train_lseg.py``, then
 ``test_lseg.py --eval`` on the checkpoint it wrote.
 
-    python -m lang_seg.bench_commands    # train_lseg.py --dataset ade20k --backbone clip_vitb32_384
+    python -m lang_seg.tools.bench_commands    # train_lseg.py --dataset ade20k --backbone clip_vitb32_384
                                          #   --batch_size 1 --max_steps 8 --no-pretrained (480 crops, 150 labels)
-    python -m lang_seg.bench_commands --backbone tiny_vitb32 --crop_size 64 --max_steps 3 --eval_scales 1.0
+    python -m lang_seg.tools.bench_commands --backbone tiny_vitb32 --crop_size 64 --max_steps 3 --eval_scales 1.0
 
 Each command runs as a user starts it, in a process of its own, on the bundled data (or ``--data_path``).
 Its peak memory is the kernel's account of that process and its children (``wait4``'s ``ru_maxrss``, the
@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from .evaluate import DEFAULT_SCALES, base_size_for
+from lang_seg.evaluate import DEFAULT_SCALES, base_size_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = re.compile(r"training batches: (\d+), first ([\d.]+) s(?:, median of the rest ([\d.]+) s)?")
@@ -43,7 +43,7 @@ def measure(cmd: List[str], cwd: str) -> Dict[str, object]:
 
 
 def train_command(backend: str, args: argparse.Namespace) -> List[str]:
-    return [sys.executable, os.path.join(ROOT, "train_lseg.py"), "--exp_name", f"bench_{backend}",
+    return [sys.executable, "-m", "lang_seg.commands.train", "--exp_name", f"bench_{backend}",
             "--dataset", "ade20k", "--data_path", args.data_path, "--backbone", args.backbone,
             "--batch_size", str(args.batch_size), "--max_steps", str(args.max_steps), "--no-pretrained",
             "--crop_size", str(args.crop_size), "--base_size", str(base_size_for(args.crop_size)),
@@ -51,7 +51,7 @@ def train_command(backend: str, args: argparse.Namespace) -> List[str]:
 
 
 def eval_command(backend: str, checkpoint: str, args: argparse.Namespace) -> List[str]:
-    return [sys.executable, os.path.join(ROOT, "test_lseg.py"), "--eval", "--dataset", "ade20k",
+    return [sys.executable, "-m", "lang_seg.commands.test", "--eval", "--dataset", "ade20k",
             "--data-path", args.data_path, "--weights", checkpoint, "--backend", backend,
             "--crop-size", str(args.crop_size), "--base-size", str(base_size_for(args.crop_size)),
             "--scales", args.eval_scales, "--jobname", f"bench_{backend}"]
@@ -94,7 +94,7 @@ def format_table(res: dict) -> str:
 def main(argv: List[str] = None) -> int:
     from .bench import machine
 
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.bench_commands", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.bench_commands", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--crop_size", type=int, default=480)
     parser.add_argument("--batch_size", type=int, default=1)
@@ -110,7 +110,7 @@ def main(argv: List[str] = None) -> int:
             result[backend] = run_backend(backend, args, workdir)
     print(format_table(result))
     if args.json:
-        from .files import write_json
+        from lang_seg.files import write_json
 
         write_json(args.json, result)
     return 0

@@ -1,6 +1,6 @@
 """Convert a lang-seg checkpoint between the torch (Lightning) and MindSpore formats.
 
-    python -m lang_seg.convert SRC DST   # torch .ckpt -> MindSpore .ckpt, or back
+    python -m lang_seg.commands.convert SRC DST   # torch .ckpt -> MindSpore .ckpt, or back
 
 Names map by ``lang_seg.names``; tensors only torch has (BatchNorm's
 ``num_batches_tracked``, the ViT's final norm and classifier head, blocks after
@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checkpoint import infer_options, is_torch_file, read_checkpoint, save_checkpoint
-from .checkpoint_ms import write_mindspore_checkpoint
-from .errors import cli_errors
-from .names import torch_to_ms
+from lang_seg.checkpoint import infer_options, is_torch_file, read_checkpoint, save_checkpoint
+from lang_seg.checkpoint_ms import write_mindspore_checkpoint
+from lang_seg.errors import cli_errors
+from lang_seg.names import torch_to_ms
 
 
 def convert_file(src, dst, trust: bool = False, **overrides) -> str:
@@ -23,7 +23,7 @@ def convert_file(src, dst, trust: bool = False, **overrides) -> str:
     ckpt = read_checkpoint(src, trust)
     options = infer_options(ckpt.state, ckpt.hyper_parameters, **overrides)
     if is_torch_file(src):
-        from .backends.mindspore_backend import ms_parameter_shapes
+        from lang_seg.backends.mindspore_backend import ms_parameter_shapes
 
         ms_state, torch_only = torch_to_ms(ckpt.state, ms_parameter_shapes(options), options, f"checkpoint {src}")
         write_mindspore_checkpoint(dst, ms_state, torch_only, options)
@@ -35,7 +35,7 @@ def convert_file(src, dst, trust: bool = False, **overrides) -> str:
 @cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lang_seg.convert",
+        prog="python -m lang_seg.commands.convert",
         description="Convert a lang-seg checkpoint between torch (Lightning .ckpt) and MindSpore (.ckpt) formats; "
         "the direction follows from the source file's type.",
     )

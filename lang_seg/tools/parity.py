@@ -1,6 +1,6 @@
 """Numerical parity between the torch reference and the MindSpore port.
 
-    python -m lang_seg.parity --backbone clip_vitb32_384 [--weights CKPT] [--size 384] \
+    python -m lang_seg.tools.parity --backbone clip_vitb32_384 [--weights CKPT] [--size 384] \
         [--labels 'plant,grass,cat,stone,other'] [--steps 10] [--json out.json]
 
 Both backends are built from the same weights (a checkpoint, or one random
@@ -154,7 +154,7 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
     """
     import mindspore as ms
 
-    from .backends.mindspore_train import LossAndGrad
+    from lang_seg.backends.mindspore_train import LossAndGrad
 
     text_t = torch_model.text_features(labels)
     loss32, grads32, state32 = torch_loss_and_grads(torch_model.net, images, target, text_t)
@@ -184,8 +184,8 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     import torch
     import torch.nn.functional as F
 
-    from .backends.mindspore_train import TrainStep
-    from .names import is_trained
+    from lang_seg.backends.mindspore_train import TrainStep
+    from lang_seg.names import is_trained
 
     def _trainable(name: str) -> bool:
         return is_trained(name, torch_model.options)
@@ -237,7 +237,7 @@ def random_batches(steps: int, batch: int, size: Tuple[int, int], n_labels: int,
 
 
 def parse_size(text: str) -> Tuple[int, int]:
-    from .errors import LangSegError
+    from lang_seg.errors import LangSegError
 
     try:
         parts = [int(v) for v in text.lower().split("x")]
@@ -251,8 +251,8 @@ def parse_size(text: str) -> Tuple[int, int]:
 def build_pair(weights: Optional[str], backbone: Optional[str], seed: int, ms_mode: Optional[str] = None,
                trust: bool = False):
     """Both backends from the same weights: a checkpoint, or one seeded random initialisation."""
-    from .api import load_model
-    from .errors import LangSegError
+    from lang_seg.api import load_model
+    from lang_seg.errors import LangSegError
 
     if weights is None and backbone is None:
         raise LangSegError("pass --backbone (random weights) or --weights CKPT")
@@ -266,9 +266,9 @@ def perturb(ms_model, spec: str) -> str:
     a check that the comparison catches a wrong weight."""
     import mindspore as ms
 
-    from .backends.mindspore_backend import named_parameters
-    from .errors import LangSegError
-    from .names import ms_to_torch_name
+    from lang_seg.backends.mindspore_backend import named_parameters
+    from lang_seg.errors import LangSegError
+    from lang_seg.names import ms_to_torch_name
 
     name, _, scale = spec.partition("=")
     scale = float(scale) if scale else 0.05
@@ -283,7 +283,7 @@ def perturb(ms_model, spec: str) -> str:
 
 def run(torch_model, ms_model, labels: Sequence[str], size: Tuple[int, int], batch: int, steps: int,
         seed: int, lr: float) -> Dict[str, List[Row]]:
-    from .backends.mindspore_backend import load_into
+    from lang_seg.backends.mindspore_backend import load_into
 
     [(images, target)] = random_batches(1, batch, size, len(labels), seed)
     sections = {"forward": forward_rows(torch_model, ms_model, images, labels)}
@@ -301,10 +301,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     import argparse
     import time
 
-    from .errors import cli_errors
-    from .labels import parse_labels
+    from lang_seg.errors import cli_errors
+    from lang_seg.labels import parse_labels
 
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.parity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default=None, help="e.g. clip_vitb32_384; with --weights, overrides the checkpoint's")
     parser.add_argument("--weights", default=None, help="checkpoint (torch Lightning or MindSpore); default: random weights")
     parser.add_argument("--size", default="384", help="input size, 384 or HxW (multiples of the patch size)")
@@ -348,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "passed": not failed,
                 "sections": {name: [asdict(row) for row in part] for name, part in sections.items()},
             }
-            from .files import write_json
+            from lang_seg.files import write_json
 
             write_json(args.json, report)
         return 1 if failed else 0

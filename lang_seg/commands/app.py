@@ -1,7 +1,7 @@
 """The browser demo: upload a picture, type labels, see its segmentation (a Streamlit page).
 
-    python -m lang_seg.app                      # the bundled tiny checkpoint, trained first if absent
-    python -m lang_seg.app --weights CKPT --backend mindspore --port 8501
+    python -m lang_seg.commands.app                      # the bundled tiny checkpoint, trained first if absent
+    python -m lang_seg.commands.app --weights CKPT --backend mindspore --port 8501
 
 Loads the model of ``--backend`` before serving (a bad checkpoint stops here with
 one ``error:`` line), then serves ``lang_seg/webapp/page.py`` on ``--host``
@@ -18,16 +18,18 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .app_logic import BACKEND_CHOICES, MAX_SIDE, MIN_SIDE, ROOT, backends_of, model_store
-from .errors import LangSegError, cli_errors
+from lang_seg.configs import CONFIG_DIR
+
+from .app_logic import BACKEND_CHOICES, MAX_SIDE, MIN_SIDE, backends_of, model_store
+from lang_seg.errors import LangSegError, cli_errors
 
 PAGE = Path(__file__).resolve().parent / "webapp" / "page.py"
 BUNDLED_RUN = Path("checkpoints") / "bundled_tiny"
-TRAIN_COMMAND = ("train_lseg.py", "fit", "--config", "configs/bundled_tiny.yaml")
+TRAIN_COMMAND = ("-m", "lang_seg.commands.train", "fit", "--config", str(CONFIG_DIR / "bundled_tiny.yaml"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.app", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m lang_seg.commands.app", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--weights", default=None,
@@ -51,15 +53,13 @@ def newest_checkpoint(run_dir: Path) -> Optional[Path]:
     return max(found)[1] if found else None
 
 
-def default_weights(root: Path = ROOT, run: Callable[..., int] = subprocess.call) -> Path:
-    """The newest bundled tiny checkpoint under ``root``; trains it first (the README's first command,
-    through ``run``) when there is none."""
+def default_weights(root: Optional[Path] = None, run: Callable[..., int] = subprocess.call) -> Path:
+    """The newest bundled tiny checkpoint under ``root`` (default: the working directory, where the README's
+    first command writes it); trains it there first (that command, through ``run``) when there is none."""
+    root = Path.cwd() if root is None else Path(root)
     found = newest_checkpoint(root / BUNDLED_RUN)
     if found:
         return found
-    if not (root / TRAIN_COMMAND[0]).is_file():
-        raise LangSegError(f"no checkpoint under {root / BUNDLED_RUN} and no {TRAIN_COMMAND[0]} to train one: "
-                           "pass --weights CKPT")
     print(f"no checkpoint under {root / BUNDLED_RUN}: training the bundled tiny model first (about a minute on "
           f"2 cores): python {' '.join(TRAIN_COMMAND)}", flush=True)
     code = run([sys.executable, *TRAIN_COMMAND], cwd=root)

@@ -11,7 +11,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .images import palette
+from lang_seg.images import palette
 
 PALETTE_SIZE = 256
 

@@ -1,8 +1,8 @@
 """The browser demo's page: pick a picture, type labels, see the segmentation, download the label map.
 
 Streamlit runs this script once per interaction and per browser session;
-``python -m lang_seg.app`` starts it with ``-- --weights CKPT [--backend B] [--max-side N]``.
-Models live in ``lang_seg.app_logic.model_store`` (once per process and backend),
+``python -m lang_seg.commands.app`` starts it with ``-- --weights CKPT [--backend B] [--max-side N]``.
+Models live in ``lang_seg.commands.app_logic.model_store`` (once per process and backend),
 results in ``st.session_state`` (one per browser session). Any failure is shown
 as ``error: ...`` and the page keeps serving.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lang_seg import app_logic, app_view
+from lang_seg.commands import app_logic, app_view
 from lang_seg.errors import LangSegError
 
 SCALES = {"single scale (fast)": False, "six scales + flip (upstream's evaluation)": True}
@@ -24,7 +24,7 @@ MAX_LABEL_CHARS = 50_000
 
 
 def page_options(argv):
-    parser = argparse.ArgumentParser(prog="lang_seg.webapp.page")
+    parser = argparse.ArgumentParser(prog="lang_seg.commands.webapp.page")
     parser.add_argument("--weights", required=True)
     parser.add_argument("--backend", choices=app_logic.BACKEND_CHOICES, default="torch")
     parser.add_argument("--max-side", type=int, default=app_logic.MAX_SIDE)

@@ -17,9 +17,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import LangSegError
-from .images import pil_to_rgb
-from .labels import check_labels, parse_labels
+from lang_seg.data.bundled import ROOT as BUNDLED
+from lang_seg.errors import LangSegError
+from lang_seg.images import pil_to_rgb
+from lang_seg.labels import check_labels, parse_labels
 
 MAX_LABELS = 500
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
@@ -28,8 +29,7 @@ MIN_SIDE = 16  # smaller pictures hold no segmentation worth showing (and 1x1 on
 SINGLE_SCALE = ((1.0,), False)
 SIX_SCALES = ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)  # upstream's evaluation, with flip
 BACKEND_CHOICES = ("torch", "mindspore", "both")
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_IMAGES = ROOT / "data" / "bundled" / "ADEChallengeData2016" / "images"
+BUNDLED_IMAGES = BUNDLED / "ADEChallengeData2016" / "images"
 SEED_LABEL_SETS = ("plant,grass,cat,stone,other", "sea,beach,other", "building,plant,sky,other")
 
 
@@ -122,7 +122,7 @@ class ModelStore:
         """``(model, lock)`` of ``backend``."""
         with self._loading:
             if backend not in self._models:
-                from . import load_model
+                from lang_seg import load_model
 
                 self._models[backend] = (load_model(self.weights, backend=backend), threading.Lock())
             return self._models[backend]

@@ -1,0 +1,149 @@
+"""Train LSeg with upstream lang-seg's flags, on the torch or the MindSpore backend.
+
+    python train_lseg.py --dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lseg_ade20k_l16 \\
+        --base_lr 0.004 --weight_decay 1e-4 --no-scaleinv --max_epochs 240 --widehead \\
+        --accumulate_grad_batches 2 --backbone clip_vitl16_384 --backend mindspore
+
+or, as a Lightning CLI with YAML configs (``fit``, ``validate``; see ``configs/``):
+
+    python train_lseg.py fit --config configs/bundled_tiny.yaml --model.backend mindspore
+
+Logs go to ``checkpoints/<exp_name>/version_<N>/metrics.csv`` (and TensorBoard
+event files when tensorboard is installed), checkpoints to
+``checkpoints/<exp_name>/version_<N>/checkpoints/`` (``last.ckpt`` and the best
+``pix_acc``). As upstream, a run resumes from the experiment's latest
+``last.ckpt`` unless ``--no_resume``; ``--resume CKPT`` names one (the CLI form:
+``--ckpt_path CKPT``).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+from lang_seg.config import BACKBONES
+from lang_seg.errors import LangSegError, cli_errors
+
+SIZES = {"ade20k": (520, 480), "citys": (2048, 768)}
+CLI_SUBCOMMANDS = ("fit", "validate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # upstream's general flags
+    p.add_argument("--exp_name", required=True, help="name your experiment")
+    p.add_argument("--num_nodes", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="overfit one batch")
+    p.add_argument("--no_resume", action="store_true", help="do not resume from the experiment's last checkpoint")
+    p.add_argument("--accumulate_grad_batches", type=int, default=1)
+    p.add_argument("--max_epochs", type=int, default=200)
+    p.add_argument("--project_name", default="lightseg")
+    # upstream's model/data flags
+    p.add_argument("--data_path", default=None,
+                   help="folder holding ADEChallengeData2016/ (default: the small dataset bundled with the package)")
+    p.add_argument("--dataset", choices=["ade20k"], default="ade20k")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--base_lr", type=float, default=0.004)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight_decay", type=float, default=1e-4)
+    p.add_argument("--ignore_index", type=int, default=-1)
+    p.add_argument("--backbone", default="clip_vitl16_384", choices=list(BACKBONES))
+    p.add_argument("--num_features", type=int, default=256)
+    p.add_argument("--arch_option", type=int, default=0)
+    p.add_argument("--block_depth", type=int, default=0)
+    p.add_argument("--activation", choices=["relu", "lrelu", "tanh"], default="lrelu")
+    p.add_argument("--no-batchnorm", dest="no_batchnorm", action="store_true")
+    # accepted for compatibility; upstream's LSegNet ignores them too
+    p.add_argument("--no-scaleinv", dest="scaleinv", action="store_false", help="no effect (as upstream)")
+    p.add_argument("--widehead", action="store_true", help="no effect (as upstream)")
+    p.add_argument("--widehead_hr", action="store_true", help="no effect (as upstream)")
+    p.add_argument("--dropout", type=float, default=0.1, help="no effect (as upstream)")
+    for flag in ("--aux", "--se-loss", "--midasproto", "--augment"):
+        p.add_argument(flag, action="store_true", help="not supported by LSeg (upstream fails with it too)")
+    p.add_argument("--aux-weight", type=float, default=0.2)
+    p.add_argument("--se-weight", type=float, default=0.2)
+    # this project's flags
+    p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
+    p.add_argument("--max_steps", type=int, default=-1)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
+    p.add_argument("--devices", default="auto", help="auto (default: every GPU, else 1 CPU process), N or a list")
+    p.add_argument("--strategy", default="auto", help="Lightning's strategy (auto: ddp with more than one process)")
+    p.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="synchronise BatchNorm across processes (default: on for --backend torch, as upstream; "
+                        "not available for mindspore)")
+    p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                   help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="random initial weights instead of CLIP/timm's (no download)")
+    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--base_size", type=int, default=None, help="default: 520 (ade20k)")
+    p.add_argument("--crop_size", type=int, default=None, help="default: 480 (ade20k)")
+    return p
+
+
+def latest_last_checkpoint(exp_dir: str):
+    found = sorted(glob.glob(os.path.join(exp_dir, "version_*", "checkpoints", "last.ckpt")), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+def build(args: argparse.Namespace):
+    """``(module, datamodule, trainer_kwargs, resume, weights_only)`` for upstream's flags: what ``main`` fits."""
+    for flag in ("aux", "se_loss", "midasproto", "augment"):
+        if getattr(args, flag):
+            raise LangSegError(f"--{flag.replace('_', '-')} is not supported: LSeg has no such head (upstream fails too)")
+    import pytorch_lightning as pl
+
+    from lang_seg.data.datamodule import SegmentationDataModule
+    from lang_seg.modules.lseg_module import LSegModule
+    from lang_seg.modules.lsegmentation_module import check_data_fits
+    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, lightning_accumulation, trainer_arguments
+
+    if args.seed is not None:
+        pl.seed_everything(args.seed, workers=True)
+    trainer_kwargs = trainer_arguments(args.exp_name, dict(
+        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
+        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
+        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
+    ), backend=args.backend)
+    base_size = args.base_size or SIZES[args.dataset][0]
+    crop_size = args.crop_size or SIZES[args.dataset][1]
+    datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, base_size, crop_size,
+                                        num_workers=args.num_workers, seed=args.seed)
+    datamodule.setup("fit")  # fails early, with the expected path, when the data is missing
+    module = LSegModule(
+        backbone=args.backbone, num_features=args.num_features, arch_option=args.arch_option,
+        block_depth=args.block_depth, activation=args.activation, use_bn=not args.no_batchnorm,
+        pretrained=args.pretrained, base_lr=args.base_lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
+        weight_decay=args.weight_decay, momentum=args.momentum, ignore_index=args.ignore_index,
+        backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches,
+    )
+    check_data_fits(module, datamodule)  # before the Trainer makes its log folder
+    exp_dir = os.path.join(LOG_ROOT, args.exp_name)
+    resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
+    weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None
+    return module, datamodule, trainer_kwargs, resume, weights_only
+
+
+@cli_errors
+def main(argv=None) -> int:
+    from_command_line = argv is None
+    argv = sys.argv[1:] if from_command_line else list(argv)
+    if argv and argv[0] in CLI_SUBCOMMANDS + ("--print_config",) or argv[:1] == ["--config"]:
+        from lang_seg.modules.cli import LSegCLI
+
+        LSegCLI(args=None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+        return 0
+    import pytorch_lightning as pl
+
+    module, datamodule, trainer_kwargs, resume, weights_only = build(build_parser().parse_args(argv))
+    pl.Trainer(**trainer_kwargs).fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=weights_only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
