@@ -1,21 +1,25 @@
 """Label sets: parsing, the ADE20K class list, and CLIP tokenisation with checks."""
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import warnings
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
+from .config import CONTEXT_LENGTH
 from .errors import LangSegError
 
 ADE20K_FILE = "ade20k_objectInfo150.txt"
 
 
-def _clip_tokenizer():
-    with warnings.catch_warnings():  # clip imports the deprecated pkg_resources
+def import_clip(module: str = "clip"):
+    """OpenAI CLIP's package (``clip-anytorch``) or one of its modules, without its import-time warning
+    (it imports the deprecated ``pkg_resources``)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import clip
-    return clip
+        return importlib.import_module(module)
 
 
 def read_label_file(path) -> List[str]:
@@ -31,10 +35,16 @@ def read_label_file(path) -> List[str]:
     return check_labels(lines, source=str(path))
 
 
-def ade20k_labels() -> List[str]:
+@functools.cache
+def _ade20k_labels() -> Tuple[str, ...]:
     from lang_seg.label_files import LABEL_DIR  # package data: found in a wheel or non-editable install too
 
-    return read_label_file(LABEL_DIR / ADE20K_FILE)
+    return tuple(read_label_file(LABEL_DIR / ADE20K_FILE))
+
+
+def ade20k_labels() -> List[str]:
+    """ADE20K's 150 class names in its class order (read once per process)."""
+    return list(_ade20k_labels())
 
 
 def parse_labels(label_src: str) -> List[str]:
@@ -65,10 +75,22 @@ def check_labels(labels: Sequence[str], source: str = "labels", unique: bool = T
     return labels
 
 
-def tokenize(labels: Sequence[str], context_length: int = 77):
+def check_context(labels: Sequence[str], context_length: int = CONTEXT_LENGTH) -> None:
+    """Every label fits CLIP's context (clip refuses a longer one unless truncating): else one line naming it."""
+    clip = import_clip()
+    for label in labels:
+        try:
+            clip.tokenize([label], context_length=context_length)
+        except RuntimeError:
+            shown = label if len(label) <= 40 else label[:37] + "..."
+            raise LangSegError(f"label {shown!r} is longer than CLIP's {context_length}-token context: "
+                               "shorten it") from None
+
+
+def tokenize(labels: Sequence[str], context_length: int = CONTEXT_LENGTH):
     """CLIP token ids ``(L, context_length)``; over-long labels are truncated with a warning."""
     labels = check_labels(labels, unique=False)
-    clip = _clip_tokenizer()
+    clip = import_clip()
     try:
         return clip.tokenize(list(labels), context_length=context_length)
     except RuntimeError:

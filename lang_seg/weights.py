@@ -6,9 +6,9 @@ weight file missing from its cache is reported at once.
 from __future__ import annotations
 
 import os
-import warnings
 
 from .errors import LangSegError
+from .labels import import_clip
 
 
 def offline() -> bool:
@@ -37,10 +37,8 @@ def load_timm_pretrained(timm_name: str):
 
 def load_clip_text_pretrained(text_encoder, clip_name: str, device: str = "cpu") -> None:
     """Copy the text tower of OpenAI CLIP ``clip_name`` into ``text_encoder`` (fp32)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import clip
-        from clip.clip import _MODELS
+    clip = import_clip()
+    _MODELS = import_clip("clip.clip")._MODELS
 
     root = clip_cache_dir()
     filename = os.path.basename(_MODELS[clip_name])

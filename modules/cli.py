@@ -6,9 +6,7 @@ TensorBoard when it is installed), ``last.ckpt`` and the best ``pix_acc``
 checkpoint written through a temporary name, a stop at the first non-finite
 loss. The learning rate follows ``data.batch_size`` and the schedule
 ``trainer.max_epochs``, as upstream's single parser does. Gradient
-accumulation is ``model.accumulate_grad_batches`` for both backends (the
-MindSpore backend accumulates inside its compiled step; Lightning's own
-accumulation is used for torch). Devices, strategy and ``trainer.sync_batchnorm`` go through the
+accumulation is ``model.accumulate_grad_batches`` (Lightning's own, on both backends). Devices, strategy and ``trainer.sync_batchnorm`` go through the
 same set-up as the upstream-flag form (``lang_seg.modules.trainer.trainer_arguments``).
 """
 from __future__ import annotations
@@ -20,8 +18,7 @@ from pytorch_lightning.cli import LightningCLI
 from lang_seg.data.datamodule import SegmentationDataModule
 
 from .lseg_module import LSegModule
-from .lsegmentation_module import check_data_fits
-from .trainer import checkpoint_for_lightning, lightning_accumulation, trainer_arguments
+from .trainer import checkpoint_for_lightning, trainer_arguments
 
 DEFAULT_EPOCHS = 1000  # Lightning's own default when neither max_epochs nor max_steps is set
 
@@ -35,6 +32,7 @@ class LSegCLI(LightningCLI):
         super().__init__(
             LSegModule, SegmentationDataModule, args=args, run=run, auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},  # configs may interpolate: data.seed: ${seed_everything}
         )
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -43,8 +41,7 @@ class LSegCLI(LightningCLI):
                             help="--ckpt_path may hold objects other than tensors (runs code from it: trusted files only)")
         parser.link_arguments("data.batch_size", "model.batch_size")
         parser.link_arguments("trainer.max_epochs", "model.max_epochs", compute_fn=schedule_epochs)
-        parser.link_arguments(("model.backend", "model.accumulate_grad_batches"), "trainer.accumulate_grad_batches",
-                              compute_fn=lightning_accumulation)
+        parser.link_arguments("model.accumulate_grad_batches", "trainer.accumulate_grad_batches")
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -62,10 +59,9 @@ class LSegCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self):
-        # a missing dataset, a label set or crop size that does not fit fails here, before anything is written
+        # a missing dataset fails here, before anything is written (the label count and crop size are
+        # checked by the module's setup hook, on every path that trains)
         self.datamodule.setup("fit")
-        check_data_fits(self.model, self.datamodule)
 
     def before_validate(self):
         self.datamodule.setup("validate")
-        check_data_fits(self.model, self.datamodule)

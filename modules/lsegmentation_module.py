@@ -1,13 +1,16 @@
-"""Upstream lang-seg's segmentation training recipe as a Lightning 2.x module.
+"""Upstream lang-seg's segmentation training recipe as a Lightning 2.x module, the same on both backends.
 
-- learning rate ``base_lr / 16 * batch_size``; SGD, momentum 0.9, weight decay;
-  parameter groups: ``net.pretrained`` at the base rate, ``net.scratch`` at 10x
-  (the CLIP text tower is not optimised);
-- polynomial decay ``(1 - epoch / max_epochs) ** 0.9``, stepped once per epoch
-  as upstream's ``LambdaLR`` is;
-- cross-entropy with ``ignore_index``; pixel accuracy and mIoU through
-  torchmetrics (classes absent from both prediction and target are left out
-  of the mean), logged as ``train_loss``, ``val_loss``, ``pix_acc``, ``mIoU``.
+- learning rate ``base_lr / 16 * batch_size``; SGD, momentum 0.9, weight decay (Adam with upstream's
+  ``--midasproto``); parameter groups: ``net.pretrained`` at the base rate, ``net.scratch`` at 10x (the
+  CLIP text tower is not optimised);
+- polynomial decay ``(1 - epoch / max_epochs) ** 0.9``, stepped once per epoch as upstream's ``LambdaLR`` is;
+- cross-entropy with ``ignore_index``; pixel accuracy and mIoU through torchmetrics (classes absent from
+  both prediction and target are left out of the mean), logged as ``train_loss``, ``val_loss``,
+  ``pix_acc``, ``mIoU``.
+
+What differs per backend is the network, its forward and backward and the optimizer's update: the torch
+module (``lseg_module.LSegModule``) and the MindSpore one (``mindspore.backend``) implement
+``train_forward``, ``forward_eval`` and ``make_optimizer``; Lightning drives both the same way.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from lang_seg.errors import LangSegError
 
 POLY_POWER = 0.9
+ADAM_BETAS = (0.9, 0.999)  # upstream's --midasproto
 
 
 def check_data_fits(module, datamodule) -> None:
@@ -26,7 +30,7 @@ def check_data_fits(module, datamodule) -> None:
     crop size is a multiple of the ViT's patch size (otherwise MindSpore fails deep in a shape error) and,
     with one image a batch, large enough for BatchNorm to train."""
     crop = getattr(datamodule, "hparams", {}).get("crop_size")
-    patch = module.net.patch_size
+    patch = module.options.config.vit.patch_size
     if crop is not None and crop % patch:
         fit = max(patch, round(crop / patch) * patch)
         raise LangSegError(f"crop size {crop} is not a multiple of the patch size {patch} of the backbone: "
@@ -55,7 +59,8 @@ def poly_lambda(max_epochs: int):
 
 class LSegmentationModule(pl.LightningModule):
     def __init__(self, base_lr: float = 0.004, batch_size: int = 1, max_epochs: int = 200,
-                 weight_decay: float = 1e-4, momentum: float = 0.9, ignore_index: int = -1, num_classes: int = 150):
+                 weight_decay: float = 1e-4, momentum: float = 0.9, ignore_index: int = -1, num_classes: int = 150,
+                 midasproto: bool = False):
         super().__init__()
         self.lr = base_lr / 16 * batch_size
         self.max_epochs = max_epochs
@@ -63,6 +68,7 @@ class LSegmentationModule(pl.LightningModule):
         self.momentum = momentum
         self.ignore_index = ignore_index
         self.num_classes = num_classes
+        self.midasproto = midasproto
         metric = dict(num_classes=num_classes, ignore_index=ignore_index)
         self.train_pix_acc = MulticlassAccuracy(average="micro", **metric)
         self.val_pix_acc = MulticlassAccuracy(average="micro", **metric)
@@ -75,21 +81,33 @@ class LSegmentationModule(pl.LightningModule):
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, target, ignore_index=self.ignore_index)
 
+    # -- what each backend implements ------------------------------------
     def train_forward(self, img: torch.Tensor, target: torch.Tensor):
-        """``(loss, out)`` of one training batch; Lightning's autograd does the rest."""
-        out = self(img)
-        return self.loss(out, target), out
+        """``(loss, pred)`` of one training micro-batch, ``pred`` each pixel's best label; its gradients are
+        ready for ``backward``."""
+        raise NotImplementedError
 
+    def forward_eval(self, img: torch.Tensor) -> torch.Tensor:
+        """``(N, L, H, W)`` logits in eval mode."""
+        raise NotImplementedError
+
+    def make_optimizer(self, kind: str, groups, **hyper):
+        """The optimizer Lightning steps: ``kind`` 'sgd' or 'adam' over ``groups`` (torch's param-group
+        dicts over ``parameter_groups()``)."""
+        raise NotImplementedError
+
+    def parameter_groups(self):
+        """The parameters of ``net.pretrained`` and of ``net.scratch``: upstream's two groups."""
+        raise NotImplementedError
+
+    # -- the recipe ------------------------------------------------------
     def training_step(self, batch, batch_idx):
         img, target = batch
-        loss, out = self.train_forward(img, target)
-        self.train_pix_acc(out.argmax(1), target)
+        loss, pred = self.train_forward(img, target)
+        self.train_pix_acc(pred, target)
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)  # under DDP: the mean over processes
         self.log("train_pix_acc", self.train_pix_acc, on_step=False, on_epoch=True)
         return loss
-
-    def forward_eval(self, img: torch.Tensor) -> torch.Tensor:
-        return self(img)
 
     def validation_step(self, batch, batch_idx):
         img, target = batch
@@ -101,14 +119,13 @@ class LSegmentationModule(pl.LightningModule):
         self.log("pix_acc", self.val_pix_acc, prog_bar=True)
         self.log("mIoU", self.val_miou, prog_bar=True)
 
-    def parameter_groups(self):
-        return [
-            {"params": list(self.net.pretrained.parameters()), "lr": self.lr},
-            {"params": list(self.net.scratch.parameters()), "lr": self.lr * 10},
-        ]
-
     def configure_optimizers(self):
-        opt = torch.optim.SGD(self.parameter_groups(), lr=self.lr, momentum=self.momentum,
-                              weight_decay=self.weight_decay)
+        backbone, decoder = self.parameter_groups()
+        groups = [{"params": backbone, "lr": self.lr}, {"params": decoder, "lr": self.lr * 10}]
+        if self.midasproto:  # upstream's "midas optimization protocol"
+            opt = self.make_optimizer("adam", groups, lr=self.lr, betas=ADAM_BETAS, weight_decay=self.weight_decay)
+        else:
+            opt = self.make_optimizer("sgd", groups, lr=self.lr, momentum=self.momentum,
+                                      weight_decay=self.weight_decay)
         sch = torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(self.max_epochs))
         return [opt], [sch]

@@ -1,5 +1,6 @@
-"""A non-editable install (what ``pip install .`` or a wheel gives) works from any folder:
-the package data (ADE20K's class list, the bundled dataset) travels with it."""
+"""A wheel built from a clean checkout installs and works from any folder: one top-level name in
+site-packages, the package data (ADE20K's class list, the configs, the bundled dataset) inside it, the
+console scripts."""
 from __future__ import annotations
 
 import os
@@ -24,16 +25,32 @@ print(len(labels), out.shape, sum(1 for _ in ROOT.rglob("*.jpg")))
 """
 
 
+def clean_checkout(folder: Path) -> Path:
+    """The files a clean clone would hold (tracked, or new and not ignored), as they are in the working tree."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """``pip install --target`` of a copy of the sources (the build leaves nothing in the checkout)."""
-    build, target = tmp_path_factory.mktemp("build"), tmp_path_factory.mktemp("site")
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, build / name)
-    for package in ("lang_seg", "modules", "data", "label_files", "configs"):
-        shutil.copytree(ROOT / package, build / package, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(build)], check=True, capture_output=True)
+def wheel(tmp_path_factory) -> Path:
+    checkout, dist = clean_checkout(tmp_path_factory.mktemp("checkout")), tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                    str(checkout)], check=True, capture_output=True)
+    [built] = dist.glob("lang_seg_ms-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, wheel):
+    """The wheel installed into a folder of its own (``pip install --target``, scripts in ``bin/``)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
     return target
 
 
@@ -63,3 +80,13 @@ def test_demo_runs_from_another_folder(site, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "demo_out" / "demo.png").is_file()
     assert (tmp_path / "demo_out" / "labels_mindspore.png").is_file()
+
+
+def test_console_scripts_run_from_another_folder(site, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    for script, words in (("lseg-test", "--eval"), ("lseg-train", "--exp_name"), ("lseg-convert", "src dst")):
+        done = subprocess.run([str(site / "bin" / script), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0 and words in done.stdout, (script, done.stderr[-2000:])
+    assert {p.name for p in (site / "bin").iterdir()} >= {"lseg-train", "lseg-test", "lseg-demo", "lseg-app",
+                                                          "lseg-convert", "lseg-parity", "lseg-bench"}

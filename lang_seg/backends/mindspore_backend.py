@@ -124,8 +124,27 @@ def assign(param, value) -> None:
 
 
 def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
+    """Every parameter of ``net`` from ``ms_state`` (MindSpore names), written in place (``assign``): right
+    at any time, compiled graphs included."""
     for name, param in named_parameters(net):
         assign(param, ms_state[name])
+
+
+def load_fresh(net, ms_state: Dict[str, np.ndarray]) -> None:
+    """``ms_state`` into a net no graph has compiled yet, through MindSpore's own loader (strict: every
+    parameter loaded, each of its dtype); it rebinds the parameters' memory, which is why later writes go
+    through ``load_into``."""
+    import mindspore as ms
+
+    # MindSpore's loader matches ``Parameter.name`` (set as cells are built, not always the full path)
+    names = {path: param.name for path, param in named_parameters(net)}
+    if len(set(names.values())) != len(names):
+        raise LangSegError("two parameters of the MindSpore net share a name: MindSpore's loader cannot tell them apart")
+    params = {names[path]: ms.Parameter(ms.from_numpy(np.ascontiguousarray(value)), name=names[path])
+              for path, value in ms_state.items()}
+    missing, unused = ms.load_param_into_net(net, params, strict_load=True)
+    if missing or unused:
+        raise LangSegError(f"MindSpore left {(missing or unused)[0]} unloaded: the weights do not fit the network")
 
 
 def text_inputs(labels: List[str], context_length: int):
@@ -152,10 +171,7 @@ class MindSporeModel(SegModel):
         self.net = LSegNet(options)
         self.torch_only: Dict[str, np.ndarray] = {}
         if state is not None:
-            shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
-            ms_state, self.torch_only = torch_to_ms(state, shapes, options, what)
-            self.unused_keys = sorted(k for k in self.torch_only if is_unused(k))
-            load_into(self.net, ms_state)
+            load_fresh(self.net, self._ms_state(state, what))
         self.net.set_train(False)
 
         net = self.net
@@ -173,6 +189,18 @@ class MindSporeModel(SegModel):
         self._compiled_forward = compile_(forward)
         self._compiled_stages = compile_(forward_stages)
         self._compiled_text = compile_(encode_text)
+
+    def _ms_state(self, state: Dict[str, np.ndarray], what: str) -> Dict[str, np.ndarray]:
+        """``state`` (torch names) under MindSpore's names, checked strictly (a missing, unexpected or misshapen
+        tensor is an error naming it); tensors only torch has are kept for ``state_dict``."""
+        shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
+        ms_state, self.torch_only = torch_to_ms(state, shapes, self.options, what)
+        self.unused_keys = sorted(k for k in self.torch_only if is_unused(k))
+        return ms_state
+
+    def load_state(self, state: Dict[str, np.ndarray], what: str = "checkpoint") -> None:
+        """Weights under torch names into the live net, in place (compiled graphs read that memory)."""
+        load_into(self.net, self._ms_state(state, what))
 
     def ms_state(self) -> Dict[str, np.ndarray]:
         return {name: p.asnumpy() for name, p in named_parameters(self.net)}

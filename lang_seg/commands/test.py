@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     # this project's flags
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
     p.add_argument("--device", default="cpu", help="cpu, cuda/gpu or gpu:N")
-    p.add_argument("--ms-mode", choices=["graph", "eager"], default=None, help="MindSpore execution (default graph)")
+    p.add_argument("--ms-mode", "--ms_mode", dest="ms_mode", choices=["graph", "eager"], default=None,
+                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
     p.add_argument("--scales", type=parse_scales, default=None,
                    help="comma-separated, e.g. '1.0' (default 0.5,0.75,1.0,1.25,1.5,1.75; citys 0.75...2.25)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="do not add the mirrored image's scores")

@@ -59,12 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widehead", action="store_true", help="no effect (as upstream)")
     p.add_argument("--widehead_hr", action="store_true", help="no effect (as upstream)")
     p.add_argument("--dropout", type=float, default=0.1, help="no effect (as upstream)")
-    for flag in ("--aux", "--se-loss", "--midasproto", "--augment"):
+    for flag in ("--aux", "--se-loss", "--augment"):
         p.add_argument(flag, action="store_true", help="not supported by LSeg (upstream fails with it too)")
+    p.add_argument("--midasproto", action="store_true",
+                   help="upstream's 'midas optimization protocol': Adam (betas 0.9, 0.999) instead of SGD")
+    p.add_argument("--finetune_weights", default=None,
+                   help="start from this checkpoint's weights (loaded non-strictly: what matches the network)")
     p.add_argument("--aux-weight", type=float, default=0.2)
     p.add_argument("--se-weight", type=float, default=0.2)
     # this project's flags
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
+    p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
+                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
     p.add_argument("--max_steps", type=int, default=-1)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
@@ -84,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_finetune_weights(module, path: str, trust: bool = False) -> None:
+    """Upstream's ``--finetune_weights``: the checkpoint's weights where their names and shapes match the
+    network, the rest as initialised (said in one line)."""
+    from lang_seg.checkpoint import read_checkpoint
+
+    state = read_checkpoint(path, trust).state
+    own = module.state_dict()
+    matched = {f"net.{k}": v for k, v in state.items() if f"net.{k}" in own and tuple(own[f"net.{k}"].shape) == v.shape}
+    if not matched:
+        raise LangSegError(f"--finetune_weights {path}: none of its tensors fits the {module.options.backbone} network "
+                           "(names or shapes differ): pass a checkpoint of the same backbone")
+    import torch
+    from pytorch_lightning.utilities import rank_zero_info
+
+    module.load_state_dict({**own, **{k: torch.as_tensor(v) for k, v in matched.items()}})
+    rank_zero_info(f"finetune: {len(matched)} of {len(own)} tensors from {path}; "
+                   f"{len(own) - len(matched)} keep their initial values")
+
+
 def latest_last_checkpoint(exp_dir: str):
     found = sorted(glob.glob(os.path.join(exp_dir, "version_*", "checkpoints", "last.ckpt")), key=os.path.getmtime)
     return found[-1] if found else None
@@ -91,15 +116,14 @@ def latest_last_checkpoint(exp_dir: str):
 
 def build(args: argparse.Namespace):
     """``(module, datamodule, trainer_kwargs, resume, weights_only)`` for upstream's flags: what ``main`` fits."""
-    for flag in ("aux", "se_loss", "midasproto", "augment"):
+    for flag in ("aux", "se_loss", "augment"):
         if getattr(args, flag):
             raise LangSegError(f"--{flag.replace('_', '-')} is not supported: LSeg has no such head (upstream fails too)")
     import pytorch_lightning as pl
 
     from lang_seg.data.datamodule import SegmentationDataModule
     from lang_seg.modules.lseg_module import LSegModule
-    from lang_seg.modules.lsegmentation_module import check_data_fits
-    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, lightning_accumulation, trainer_arguments
+    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, trainer_arguments
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
@@ -107,7 +131,7 @@ def build(args: argparse.Namespace):
         max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
         devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
         strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
-        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
+        accumulate_grad_batches=args.accumulate_grad_batches,
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     ), backend=args.backend)
     base_size = args.base_size or SIZES[args.dataset][0]
@@ -120,9 +144,11 @@ def build(args: argparse.Namespace):
         block_depth=args.block_depth, activation=args.activation, use_bn=not args.no_batchnorm,
         pretrained=args.pretrained, base_lr=args.base_lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
         weight_decay=args.weight_decay, momentum=args.momentum, ignore_index=args.ignore_index,
-        backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches,
+        backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches, ms_mode=args.ms_mode,
+        midasproto=args.midasproto,
     )
-    check_data_fits(module, datamodule)  # before the Trainer makes its log folder
+    if args.finetune_weights is not None:
+        load_finetune_weights(module, args.finetune_weights, args.trust)
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None

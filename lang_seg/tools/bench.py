@@ -1,7 +1,7 @@
 """Benchmark both backends on the same inputs: medians, MindSpore/torch ratios, peak memory.
 
-    python -m lang_seg.tools.bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
-    python -m lang_seg.tools.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
+    lseg-bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
+    lseg-bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
 
 Rows: the CLIP text encoder on the label set, and the cached features; one
 eval forward; forward+backward of the network and loss (with cached text
@@ -197,7 +197,8 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
             self.times, self.handoff = [], []
 
         def _handoff(self, module):
-            return module.bridge.handoff_seconds if module.bridge is not None else 0.0
+            bridge = getattr(module, "bridge", None)  # the MindSpore module's
+            return bridge.handoff_seconds if bridge is not None else 0.0
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.start, self.start_handoff = time.perf_counter(), self._handoff(module)
@@ -269,7 +270,7 @@ def format_table(res: dict) -> str:
 
 
 def main(argv: List[str] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lseg-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--batch", type=int, default=1)

@@ -1,6 +1,6 @@
 """Numerical parity between the torch reference and the MindSpore port.
 
-    python -m lang_seg.tools.parity --backbone clip_vitb32_384 [--weights CKPT] [--size 384] \
+    lseg-parity --backbone clip_vitb32_384 [--weights CKPT] [--size 384] \
         [--labels 'plant,grass,cat,stone,other'] [--steps 10] [--json out.json]
 
 Both backends are built from the same weights (a checkpoint, or one random
@@ -304,7 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from lang_seg.errors import cli_errors
     from lang_seg.labels import parse_labels
 
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.parity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lseg-parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default=None, help="e.g. clip_vitb32_384; with --weights, overrides the checkpoint's")
     parser.add_argument("--weights", default=None, help="checkpoint (torch Lightning or MindSpore); default: random weights")
     parser.add_argument("--size", default="384", help="input size, 384 or HxW (multiples of the patch size)")
