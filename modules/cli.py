@@ -59,9 +59,10 @@ class LSegCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self):
-        # a missing dataset fails here, before anything is written (the label count and crop size are
-        # checked by the module's setup hook, on every path that trains)
+        # a missing dataset, a label set or crop size that does not fit fails here, before anything is written
         self.datamodule.setup("fit")
+        self.model.check_data(self.datamodule)
 
     def before_validate(self):
         self.datamodule.setup("validate")
+        self.model.check_data(self.datamodule)

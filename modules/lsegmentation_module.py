@@ -74,9 +74,16 @@ class LSegmentationModule(pl.LightningModule):
         self.val_pix_acc = MulticlassAccuracy(average="micro", **metric)
         self.val_miou = MulticlassJaccardIndex(average="macro", **metric)
 
+    def check_data(self, datamodule) -> None:
+        """``check_data_fits`` once per data module: the commands call it before the Trainer writes its log
+        folder; ``setup`` calls it for runs started from Python."""
+        if getattr(self, "_data_checked", None) is not datamodule:
+            check_data_fits(self, datamodule)
+            self._data_checked = datamodule
+
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.datamodule is not None:
-            check_data_fits(self, self.trainer.datamodule)  # the data module's setup has run
+            self.check_data(self.trainer.datamodule)  # the data module's setup has run
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, target, ignore_index=self.ignore_index)

@@ -147,6 +147,7 @@ def build(args: argparse.Namespace):
         backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches, ms_mode=args.ms_mode,
         midasproto=args.midasproto,
     )
+    module.check_data(datamodule)  # before the Trainer makes its log folder
     if args.finetune_weights is not None:
         load_finetune_weights(module, args.finetune_weights, args.trust)
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
