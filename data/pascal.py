@@ -92,6 +92,6 @@ class VOCAugSegmentation(VOCSegmentation):
         except Exception as exc:  # not a MATLAB file, or not SBD's structure
             raise LangSegError(f"cannot read {path} as an SBD mask (GTcls.Segmentation): {exc}; "
                                f"replace or remove the file") from None
-        if array.ndim != 2 or array.min() < 0 or array.max() > 255:
+        if array.ndim != 2 or not array.size or array.min() < 0 or array.max() > 255:
             raise LangSegError(f"{path}: GTcls.Segmentation is not an 8-bit label map ({array.shape})")
         return Image.fromarray(array.astype(np.uint8))
