@@ -46,10 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ade20k",
                    help="the dataset to score, with its labels, sizes and scales (docs/datasets.md lists them)")
     p.add_argument("--workers", type=int, default=0, help="data loading processes (upstream: 16, with CUDA only)")
-    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default: the dataset's, "
-                   "520; citys 2048)")
+    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default: the dataset's)")
     p.add_argument("--crop-size", type=int, default=None,
-                   help="window side, a multiple of the patch size (default: the dataset's, 480; citys 768)")
+                   help="window side, a multiple of the patch size (default: the dataset's)")
     p.add_argument("--train-split", default="train", help=NO_EFFECT + " (upstream: only with --acc-bn)")
     p.add_argument("--aux", action="store_true", help="not supported: LSeg has no auxiliary head")
     p.add_argument("--se-loss", action="store_true", help=NO_EFFECT)
@@ -88,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda/gpu or gpu:N")
     p.add_argument("--ms-mode", choices=["graph", "eager"], default=None, help="MindSpore execution (default graph)")
     p.add_argument("--scales", type=parse_scales, default=None,
-                   help="comma-separated, e.g. '1.0' (default: the dataset's, 0.5,0.75,1.0,1.25,1.5,1.75; "
-                        "citys 0.75...2.25)")
+                   help="comma-separated, e.g. '1.0' (default: the dataset's, upstream's: docs/datasets.md)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="do not add the mirrored image's scores")
     p.add_argument("--max-batch", type=int, default=2,
                    help="windows per forward call (default 2: a window and its mirror image; more is faster "

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
     p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--base_size", type=int, default=None, help="default: the dataset's (520; citys 2048)")
-    p.add_argument("--crop_size", type=int, default=None, help="default: the dataset's (480; citys 768)")
+    p.add_argument("--base_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
+    p.add_argument("--crop_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
     return p
 
 
