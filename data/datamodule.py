@@ -1,12 +1,12 @@
 """LightningDataModule for lang-seg's segmentation datasets."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import pytorch_lightning as pl
 import torch
 
-from . import get_dataset
+from .registry import data_root, dataset_class, dataset_labels, get_dataset
 
 
 class EpochSampler(torch.utils.data.DistributedSampler):
@@ -46,21 +46,28 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
-    (relative to the working directory; None: the small dataset bundled with the package)."""
+    (relative to the working directory; None: the small datasets bundled with the package).
+    ``base_size``/``crop_size`` default to the dataset's (upstream's)."""
 
     def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
-                 base_size: int = 520, crop_size: int = 480, num_workers: int = 0, blur: bool = False,
-                 seed: Optional[int] = None):
+                 base_size: Optional[int] = None, crop_size: Optional[int] = None, num_workers: int = 0,
+                 blur: bool = False, seed: Optional[int] = None):
         super().__init__()
-        self.save_hyperparameters()
+        reader = dataset_class(dataset)  # an unknown name stops here, with the choices
+        base_size, crop_size = base_size or reader.BASE_SIZE, crop_size or reader.CROP_SIZE
+        self.save_hyperparameters()  # the sizes as resolved
         self.trainset = self.valset = None
         self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (lang_seg.modules.callbacks.Interruptible)
 
     @property
     def root(self) -> str:
-        from .bundled import ROOT
+        return str(data_root(self.hparams.data_path))
 
-        return str(ROOT) if self.hparams.data_path is None else self.hparams.data_path
+    @property
+    def labels(self) -> List[str]:
+        """The dataset's class names, in class-id order: the model's label set when none is given."""
+        opened = self.trainset or self.valset
+        return opened.labels if opened is not None else dataset_labels(self.hparams.dataset, self.hparams.data_path)
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams

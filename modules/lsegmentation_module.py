@@ -45,7 +45,7 @@ def check_data_fits(module, datamodule) -> None:
         classes = getattr(dataset, "num_class", None)
         if classes is not None and classes != module.num_classes:
             raise LangSegError(f"the model has {module.num_classes} labels but the dataset has {classes} classes: "
-                               f"pass {classes} labels in the dataset's class order (or none for ADE20K's)")
+                               f"pass {classes} labels in the dataset's class order (or none for the dataset's own)")
 
 
 def poly_lambda(max_epochs: int):

@@ -347,7 +347,7 @@ def _bad(tmp_path, fitted_ckpt):
         (["--weights", "missing.ckpt", "--eval"], "checkpoint missing.ckpt does not exist: check --weights"),
         (["--eval"], "pass --weights CKPT"),
         (["--weights", ckpt, "--eval", "--label_src", "cat,dog"], "--label_src sets the labels of --image"),
-        (["--weights", ckpt, "--eval", "--dataset", "pascal"], "dataset 'pascal' has no reader"),
+        (["--weights", ckpt, "--eval", "--dataset", "pascal"], "unknown dataset 'pascal': choose one of ade20k, "),
         (image + ["--label_src", "cat,dog", "--crop-size", "100"], "crop size 100 is not a multiple of the patch size 32"),
     ]
 

@@ -1,5 +1,5 @@
 """A wheel built from a clean checkout installs and works from any folder: one top-level name in
-site-packages, the package data (ADE20K's class list, the configs, the bundled dataset) inside it, the
+site-packages, the package data (the label files, the configs, the bundled ADE20K and VOC datasets) inside it, the
 console scripts."""
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ USE = """
 import numpy as np, lang_seg
 from lang_seg.labels import ade20k_labels
 from lang_seg.data.bundled import ROOT
+from lang_seg.data.registry import get_dataset
 assert lang_seg.__file__.startswith({site!r}), lang_seg.__file__
 labels = ade20k_labels()
 model = lang_seg.load_model(None, backbone="tiny_vitl16", seed=0, backend="mindspore")
 out = model.logits(np.zeros((1, 3, 64, 96), np.float32), labels)
-print(len(labels), out.shape, sum(1 for _ in ROOT.rglob("*.jpg")))
+voc = get_dataset("pascal_voc", root=ROOT, split="val", mode="testval")  # the second bundled label set
+print(len(labels), out.shape, sum(1 for _ in ROOT.glob("ADEChallengeData2016/*/*/*.jpg")), len(voc), voc.num_class)
 """
 
 
@@ -60,10 +62,14 @@ def run_installed(site: Path, args, cwd: Path):
 
 
 def test_installed_package_ships_its_data(site):
-    assert (site / "lang_seg" / "label_files" / "ade20k_objectInfo150.txt").is_file()
+    for name in ("ade20k_objectInfo150.txt", "pascal_voc.txt", "pcontext.txt", "citys.txt"):
+        assert (site / "lang_seg" / "label_files" / name).is_file(), name
     assert (site / "lang_seg" / "configs" / "bundled_tiny.yaml").is_file()
-    assert len(list((site / "lang_seg" / "data" / "bundled").rglob("*.jpg"))) == 30
-    assert len(list((site / "lang_seg" / "data" / "bundled").rglob("*.png"))) == 30
+    bundled = site / "lang_seg" / "data" / "bundled"
+    ade, voc = bundled / "ADEChallengeData2016", bundled / "VOCdevkit"
+    assert len(list(ade.rglob("*.jpg"))) == 30 and len(list(ade.rglob("*.png"))) == 30
+    assert len(list(voc.rglob("*.jpg"))) == 16 and len(list(voc.rglob("*.png"))) == 16
+    assert sorted(p.name for p in voc.rglob("*.txt")) == ["train.txt", "trainval.txt", "val.txt"]
     # one top-level name: nothing generic (modules, data, label_files, configs, tests) beside it
     assert sorted(p.name for p in site.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))) == ["bin", "lang_seg"]
 
@@ -71,7 +77,7 @@ def test_installed_package_ships_its_data(site):
 def test_load_model_with_ade20k_labels_from_another_folder(site, tmp_path):
     result = run_installed(site, ["-c", USE.format(site=str(site))], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines()[-1] == "150 (1, 150, 64, 96) 30"
+    assert result.stdout.splitlines()[-1] == "150 (1, 150, 64, 96) 30 4 21"
 
 
 @pytest.mark.slow

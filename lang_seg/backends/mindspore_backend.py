@@ -140,8 +140,12 @@ def load_fresh(net, ms_state: Dict[str, np.ndarray]) -> None:
     names = {path: param.name for path, param in named_parameters(net)}
     if len(set(names.values())) != len(names):
         raise LangSegError("two parameters of the MindSpore net share a name: MindSpore's loader cannot tell them apart")
-    params = {names[path]: ms.Parameter(ms.from_numpy(np.ascontiguousarray(value)), name=names[path])
-              for path, value in ms_state.items()}
+    params = {}
+    for path, param in named_parameters(net):
+        value = ms.from_numpy(np.ascontiguousarray(ms_state[path]))
+        # a dtype the net does not use (upstream stores CLIP's weights in float16) is cast, as torch's load does
+        value = value if value.dtype == param.dtype else value.astype(param.dtype)
+        params[names[path]] = ms.Parameter(value, name=names[path])
     missing, unused = ms.load_param_into_net(net, params, strict_load=True)
     if missing or unused:
         raise LangSegError(f"MindSpore left {(missing or unused)[0]} unloaded: the weights do not fit the network")

@@ -4,7 +4,7 @@ test_lseg.py flags, on the torch or the MindSpore backend.
     # pixel accuracy and mIoU (upstream's 6-scale flipped sliding-window evaluation) on ADE20K val
     python test_lseg.py --backbone clip_vitl16_384 --eval --dataset ade20k --data-path ../datasets \\
         --weights CKPT --widehead --no-scaleinv --backend mindspore
-    # the predicted masks of the val split as palette PNGs (ADE20K ids 1..150)
+    # the predicted masks of the val split as palette PNGs (the dataset's own mask values: ADE20K ids 1..150)
     python test_lseg.py --weights CKPT --test-val --out outputs/masks
     # one picture, a typed label set (also: a file with one label per line, or 'default' = ADE20K's 150)
     python test_lseg.py --weights CKPT --image cat.jpeg --label_src 'plant,grass,cat,stone,other' --out outputs/
@@ -32,7 +32,6 @@ from pathlib import Path
 
 from lang_seg.errors import LangSegError, cli_errors
 
-SIZES = {"citys": (2048, 768)}  # upstream's base and crop sizes; everything else (ade20k) 520, 480
 DEFAULT_OUT = "outputs/test_lseg"
 NO_EFFECT = "no effect (accepted for upstream's command lines)"
 
@@ -44,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="encnet", help=NO_EFFECT)
     p.add_argument("--backbone", default=None,
                    help="override the checkpoint's backbone (default: the checkpoint's; upstream: clip_vitl16_384)")
-    p.add_argument("--dataset", default="ade20k", help="ade20k (citys: its scales and sizes, but no data reader)")
+    p.add_argument("--dataset", default="ade20k",
+                   help="the dataset to score, with its labels, sizes and scales (docs/datasets.md lists them)")
     p.add_argument("--workers", type=int, default=0, help="data loading processes (upstream: 16, with CUDA only)")
-    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default 520; citys 2048)")
+    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default: the dataset's)")
     p.add_argument("--crop-size", type=int, default=None,
-                   help="window side, a multiple of the patch size (default 480; citys 768)")
+                   help="window side, a multiple of the patch size (default: the dataset's)")
     p.add_argument("--train-split", default="train", help=NO_EFFECT + " (upstream: only with --acc-bn)")
     p.add_argument("--aux", action="store_true", help="not supported: LSeg has no auxiliary head")
     p.add_argument("--se-loss", action="store_true", help=NO_EFFECT)
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ms-mode", "--ms_mode", dest="ms_mode", choices=["graph", "eager"], default=None,
                    help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
     p.add_argument("--scales", type=parse_scales, default=None,
-                   help="comma-separated, e.g. '1.0' (default 0.5,0.75,1.0,1.25,1.5,1.75; citys 0.75...2.25)")
+                   help="comma-separated, e.g. '1.0' (default: the dataset's, upstream's: docs/datasets.md)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="do not add the mirrored image's scores")
     p.add_argument("--max-batch", type=int, default=2,
                    help="windows per forward call (default 2: a window and its mirror image; more is faster "
@@ -189,21 +189,18 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
     import torch
     from tqdm import tqdm
 
-    from lang_seg.data.ade20k import ADE20KSegmentation
+    from lang_seg.data.registry import get_dataset
     from lang_seg.evaluate import MultiScaleEvaluator
     from lang_seg.files import atomic_write
     from lang_seg.images import save_palette_png
-    from lang_seg.labels import ade20k_labels
     from lang_seg.metrics import SegmentationMetric
 
-    if args.dataset != "ade20k":
-        raise LangSegError(f"dataset {args.dataset!r} has no reader in this project: use --dataset ade20k, or --image")
     if args.data_path is None:
         from lang_seg.data.bundled import ROOT as BUNDLED
 
         args.data_path = str(BUNDLED)
-    dataset = ADE20KSegmentation(args.data_path, split=args.split, mode="testval")
-    labels = ade20k_labels()
+    dataset = get_dataset(args.dataset, root=args.data_path, split=args.split, mode="testval")
+    labels = dataset.labels  # scored with the dataset's own classes
     model = load(args)
     evaluator = MultiScaleEvaluator(model, scales, args.flip, base_size, crop_size, args.max_batch)
     print(describe(model, evaluator))
@@ -220,8 +217,8 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
         if args.eval:
             metric.update(prediction, target.numpy())
             bar.set_description(f"pixAcc: {metric.pixel_accuracy():.4f}, mIoU: {metric.miou():.4f}")
-        if write_masks:  # ADE20K ids, as upstream's make_pred: class + 1
-            save_palette_png(prediction + 1, out / (Path(dataset.images[index]).stem + ".png"))
+        if write_masks:  # the dataset's own mask values, as upstream's make_pred (ADE20K: class + 1)
+            save_palette_png(dataset.mask_values(prediction), out / (Path(dataset.images[index]).stem + ".png"))
     bar.close()
     elapsed = time.perf_counter() - start
     if write_masks:
@@ -266,12 +263,12 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     check_flags(args)
-    from lang_seg.evaluate import CITYS_SCALES, DEFAULT_SCALES
+    from lang_seg.data.registry import dataset_class
 
-    base_size, crop_size = SIZES.get(args.dataset, (520, 480))
-    base_size = args.base_size or base_size
-    crop_size = args.crop_size or crop_size
-    scales = args.scales or (CITYS_SCALES if args.dataset == "citys" else DEFAULT_SCALES)
+    reader = dataset_class(args.dataset)  # upstream's sizes and scales for it; an unknown name lists the choices
+    base_size = args.base_size or reader.BASE_SIZE
+    crop_size = args.crop_size or reader.CROP_SIZE
+    scales = args.scales or reader.SCALES
     if args.export:
         from lang_seg.checkpoint import save_checkpoint
 

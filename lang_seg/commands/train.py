@@ -25,7 +25,6 @@ import sys
 from lang_seg.config import BACKBONES
 from lang_seg.errors import LangSegError, cli_errors
 
-SIZES = {"ade20k": (520, 480), "citys": (2048, 768)}
 CLI_SUBCOMMANDS = ("fit", "validate")
 
 
@@ -41,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project_name", default="lightseg")
     # upstream's model/data flags
     p.add_argument("--data_path", default=None,
-                   help="folder holding ADEChallengeData2016/ (default: the small dataset bundled with the package)")
-    p.add_argument("--dataset", choices=["ade20k"], default="ade20k")
+                   help="folder holding the dataset's release layout, e.g. ADEChallengeData2016/ (default: the small "
+                        "datasets bundled with the package; see docs/datasets.md)")
+    p.add_argument("--dataset", default="ade20k",
+                   help="a dataset name (docs/datasets.md lists them; an unknown one is refused with the choices)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--base_lr", type=float, default=0.004)
     p.add_argument("--momentum", type=float, default=0.9)
@@ -85,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
     p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--base_size", type=int, default=None, help="default: 520 (ade20k)")
-    p.add_argument("--crop_size", type=int, default=None, help="default: 480 (ade20k)")
+    p.add_argument("--base_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
+    p.add_argument("--crop_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
     return p
 
 
@@ -107,6 +108,18 @@ def load_finetune_weights(module, path: str, trust: bool = False) -> None:
     module.load_state_dict({**own, **{k: torch.as_tensor(v) for k, v in matched.items()}})
     rank_zero_info(f"finetune: {len(matched)} of {len(own)} tensors from {path}; "
                    f"{len(own) - len(matched)} keep their initial values")
+
+
+def single_source(dataset: str, data_path):
+    """The one ``(reader, root)`` of ``--dataset``/``--data_path``; lists are checked, and refused until
+    training on several datasets at once lands (issue #21, part B)."""
+    from lang_seg.data.registry import sources
+
+    found = sources(dataset, data_path)
+    if len(found) > 1:
+        raise LangSegError(f"--dataset {dataset}: training on several datasets in one run is not available yet; "
+                           f"pass one dataset")
+    return found
 
 
 def latest_last_checkpoint(exp_dir: str):
@@ -134,12 +147,12 @@ def build(args: argparse.Namespace):
         accumulate_grad_batches=args.accumulate_grad_batches,
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     ), backend=args.backend)
-    base_size = args.base_size or SIZES[args.dataset][0]
-    crop_size = args.crop_size or SIZES[args.dataset][1]
-    datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, base_size, crop_size,
+    [(reader, _)] = single_source(args.dataset, args.data_path)
+    datamodule = SegmentationDataModule(args.data_path, reader.NAME, args.batch_size, args.base_size, args.crop_size,
                                         num_workers=args.num_workers, seed=args.seed)
     datamodule.setup("fit")  # fails early, with the expected path, when the data is missing
     module = LSegModule(
+        labels=datamodule.labels,  # the dataset's own classes (#21), in class-id order
         backbone=args.backbone, num_features=args.num_features, arch_option=args.arch_option,
         block_depth=args.block_depth, activation=args.activation, use_bn=not args.no_batchnorm,
         pretrained=args.pretrained, base_lr=args.base_lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
