@@ -71,7 +71,7 @@ def test_first_update_is_the_mean_of_the_single_process_updates(ms_run):
     SGD's first update is ``-lr * momentum buffer`` (the buffer starts as the gradient plus weight decay), so
     the buffers are compared: 1e-6 relative."""
     from lang_seg.backends.mindspore_backend import load_into
-    from lang_seg.modules.bridge import MindSporeBridge
+    from lang_seg.modules.mindspore.bridge import MindSporeBridge
     from lang_seg.config import NetOptions
     from lang_seg.labels import ade20k_labels
 

@@ -209,3 +209,16 @@ def test_finetune_weights_loads_what_fits(tmp_path, capsys):
                unrelated)
     with pytest.raises(LangSegError, match="none of its tensors fits"):
         train.load_finetune_weights(module, str(unrelated))
+
+
+def test_the_mindspore_trainer_refuses_what_it_cannot_do(tmp_path):
+    module = LSegModule(**TINY, backend="mindspore")
+    with pytest.raises(LangSegError, match="gradient clipping is not available with the MindSpore backend"):
+        trainer(tmp_path, max_steps=1, gradient_clip_val=1.0).fit(module, datamodule=data())
+    with pytest.raises(LangSegError, match="strategy 'fsdp' is not available with the MindSpore backend"):
+        trainer_arguments("x", dict(strategy="fsdp"), backend="mindspore")
+    from lang_seg.modules.mindspore.strategy import MindSporeDDPStrategy
+
+    assert isinstance(trainer_arguments("x", dict(devices=2, accelerator="cpu"), backend="mindspore")["strategy"],
+                      MindSporeDDPStrategy)
+    assert trainer_arguments("x", dict(devices=1, accelerator="cpu"), backend="mindspore")["strategy"] == "auto"

@@ -47,6 +47,17 @@ def batchnorm_statistics(net) -> list:
     return [p for name, p in named_parameters(net) if name.endswith((".moving_mean", ".moving_variance"))]
 
 
+def flatten(tensors):
+    """Torch tensors as one vector (a copy), and how to cut a vector of that layout back into views."""
+    shapes = [t.shape for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+
+    def parts(vector):
+        return [v.view(shape) for v, shape in zip(vector.split([s.numel() for s in shapes]), shapes)]
+
+    return flat, parts
+
+
 class MindSporeBridge:
     """The MindSpore network behind a Lightning module: evaluation at once, training after
     ``setup_optimizer``."""
@@ -126,10 +137,9 @@ class MindSporeBridge:
 
     def _averaged(self, grads):
         """The gradients averaged over the processes: one flat vector, one ``all_reduce``."""
-        for g in grads:
-            g.asnumpy() if self.handoff.device.type == "cpu" else None  # wait: the time below is communication
+        views = [self.handoff.to_torch(g) for g in grads]  # waits for MindSpore's gradients: not communication
         start = time.perf_counter()
-        flat, parts = self._flatten(grads)
+        flat, parts = flatten(views)
         torch.distributed.all_reduce(flat)  # SUM (gloo has no AVG), then the mean
         flat.div_(process_group_size())
         averaged = [self.handoff.to_mindspore(part) for part in parts(flat)]
@@ -139,22 +149,11 @@ class MindSporeBridge:
     def _broadcast_batchnorm(self) -> None:
         buffers = batchnorm_statistics(self.net)
         if buffers:
-            flat, parts = self._flatten(buffers)
+            flat, parts = flatten([self.handoff.to_torch(b) for b in buffers])
             torch.distributed.broadcast(flat, src=0)
             if torch.distributed.get_rank() != 0:
                 for param, part in zip(buffers, parts(flat)):
                     assign(param, part.cpu().numpy())
-
-    def _flatten(self, tensors):
-        """MindSpore tensors as one torch vector on the module's device, and how to cut it back into views."""
-        torch_tensors = [self.handoff.to_torch(t) for t in tensors]
-        shapes = [t.shape for t in torch_tensors]
-        flat = torch.cat([t.reshape(-1) for t in torch_tensors])
-
-        def parts(vector):
-            return [v.view(shape) for v, shape in zip(vector.split([s.numel() for s in shapes]), shapes)]
-
-        return flat, parts
 
     def eval_batch(self, images: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
         """``(N, L, H, W)`` logits in eval mode, a torch tensor the caller owns."""

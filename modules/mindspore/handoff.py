@@ -73,14 +73,25 @@ class Handoff:
     def to_torch(self, t, owned: bool = False) -> torch.Tensor:
         """A torch tensor on the device; on CPU a view of MindSpore's memory, which a later MindSpore step may
         reuse: ``owned=True`` copies it, for what is handed to Lightning or the user."""
+        array = self._computed(t)  # waiting for MindSpore's step is compute, not hand-off
         start = time.perf_counter()
         if self.path == DLPACK:
             out = _dlpack_to_torch(t)
             out = out.clone() if owned else out
         elif self.path == SHARED:
-            out = torch.from_numpy(t.asnumpy())
+            out = torch.from_numpy(array)
             out = out.clone() if owned else out
         else:
-            out = torch.from_numpy(t.asnumpy()).to(self.device)  # a copy onto the device
+            out = torch.from_numpy(array).to(self.device)  # a copy onto the device
         self.seconds += time.perf_counter() - start
         return out
+
+    def _computed(self, t):
+        """Wait until MindSpore has computed ``t`` (its compiled steps run ahead of Python); on the host paths,
+        its numpy view."""
+        if self.path == DLPACK:
+            import mindspore as ms
+
+            ms.runtime.synchronize()
+            return None
+        return t.asnumpy()
