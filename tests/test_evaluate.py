@@ -1,5 +1,6 @@
 """Multi-scale evaluation, metrics, pictures in, and test_lseg.py (dataset and label-set demo) on both backends."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,6 +295,49 @@ def test_eval_gives_the_same_figures_on_both_backends(workdir, capsys, fitted_ck
     assert lines[1] == f"dataset ade20k ==> pixAcc: {t['pix_acc']:.4f}, mIoU: {t['miou']:.4f}"
     assert len(lines[2].rstrip(", ").split(", ")) == 150 and lines[3].startswith("# per-class IoU: wall: ")
     assert "backend=mindspore" in lines[4] and lines[5].startswith("dataset ade20k ==> ")
+
+
+def square_val_set(root, side: int) -> Path:
+    """The bundled val pictures, centre-cropped square and resized to ``side``: validation's transform (short
+    side to the crop, centre crop) and test_lseg.py at scale 1.0 (one window) then see the same pixels."""
+    for image, mask in zip(*find_pairs(BUNDLED, "val")):
+        for path, kind, resample, folder in ((image, "RGB", Image.BILINEAR, "images"),
+                                             (mask, None, Image.NEAREST, "annotations")):
+            picture = Image.open(path)
+            picture = picture.convert(kind) if kind else picture
+            w, h = picture.size
+            x0, y0 = (w - min(w, h)) // 2, (h - min(w, h)) // 2
+            picture = picture.crop((x0, y0, x0 + min(w, h), y0 + min(w, h))).resize((side, side), resample)
+            out = root / "ADEChallengeData2016" / folder / "validation" / path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(out, quality=95) if kind else picture.save(out)
+    return root
+
+
+def test_validate_and_eval_log_the_same_miou(workdir, capsys, fitted_ckpt):
+    """One mIoU (#19): the same predictions give the same figures through Lightning's ``validate`` (what
+    training logs) and ``test_lseg.py --eval``: upstream's mean over all 150 classes, absent ones counting 0."""
+    import pytorch_lightning as pl
+
+    from lang_seg.checkpoint import read_checkpoint
+    from lang_seg.data.datamodule import SegmentationDataModule
+    from lang_seg.modules.lseg_module import LSegModule
+
+    data = square_val_set(workdir / "square", 96)
+    module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False)
+    module.net.load_state_dict({k: torch.from_numpy(v) for k, v in read_checkpoint(fitted_ckpt).state.items()})
+    datamodule = SegmentationDataModule(str(data), batch_size=1, base_size=96, crop_size=96)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    [validated] = trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert test_lseg.main(["--eval", "--data-path", str(data), "--weights", str(fitted_ckpt), "--scales", "1.0",
+                           "--no-flip", "--base-size", "96", "--crop-size", "96", "--jobname", "same"]) == 0
+    evaluated = json.loads((workdir / "logs/log_test_same_ade20k.json").read_text())
+    assert evaluated["images"] == 6 and 0.2 < evaluated["pix_acc"] < 0.9  # neither trivial nor perfect
+    present = sum(1 for row in evaluated["per_class"] if row["target_pixels"] or row["predicted_pixels"])
+    assert present < 150 and evaluated["miou_present"] > 2 * evaluated["miou"]  # the two means differ widely
+    for logged, figure in (("mIoU", "miou"), ("mIoU_present", "miou_present"), ("pix_acc", "pix_acc")):
+        assert validated[logged] == pytest.approx(evaluated[figure], rel=1e-6, abs=0), logged
 
 
 # -- test_lseg.py: the label-set demo -------------------------------------------------------------
