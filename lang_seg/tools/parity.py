@@ -161,7 +161,7 @@ def backward_rows(torch_model, ms_model, images: np.ndarray, target: np.ndarray,
     loss64, grads64, _ = torch_loss_and_grads(torch_model.net, images, target, text_t, double=True)
 
     step = LossAndGrad(ms_model.net, mode=ms_model.mode)
-    loss_m, _, grads = step(ms.Tensor.from_numpy(images), ms.Tensor(target.astype(np.int32)), ms_model.text_features(labels))
+    loss_m, _, grads = step(ms.from_numpy(images), ms.Tensor(target.astype(np.int32)), ms_model.text_features(labels))
     ms_model.net.set_train(False)
     grads_m = step.numpy_grads(grads)
     state_m = ms_model.state_dict()
@@ -211,7 +211,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
         loss_t = F.cross_entropy(net(torch.from_numpy(images), text_t), torch.from_numpy(target).long(), ignore_index=-1)
         loss_t.backward()
         optimizer.step()
-        loss_m, _, _ = step(ms.Tensor.from_numpy(images), ms.Tensor(target.astype(np.int32)), text_m)
+        loss_m, _, _ = step(ms.from_numpy(images), ms.Tensor(target.astype(np.int32)), text_m)
         tol = STAGE_TOL if k == 1 else STEP_LOSS_TOL
         rows.append(norm_row(f"step {k} loss", np.array([loss_t.item()]), np.array([float(loss_m)]), tol=tol))
         now_m = ms_model.state_dict()
