@@ -6,7 +6,7 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
-from . import get_dataset
+from . import default_workers, get_dataset
 
 
 class EpochSampler(torch.utils.data.DistributedSampler):
@@ -46,10 +46,11 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
-    (relative to the working directory; None: the small dataset bundled with the package)."""
+    (relative to the working directory; None or ``bundled``: the small dataset bundled with the package);
+    ``num_workers`` None: upstream's 16 loading processes, at most one per core (``default_workers``)."""
 
     def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
-                 base_size: int = 520, crop_size: int = 480, num_workers: int = 0, blur: bool = False,
+                 base_size: int = 520, crop_size: int = 480, num_workers: Optional[int] = None, blur: bool = False,
                  seed: Optional[int] = None):
         super().__init__()
         self.save_hyperparameters()
@@ -58,9 +59,13 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     @property
     def root(self) -> str:
-        from .bundled import ROOT
+        from .bundled import ROOT, resolve
 
-        return str(ROOT) if self.hparams.data_path is None else self.hparams.data_path
+        return str(ROOT) if self.hparams.data_path is None else resolve(self.hparams.data_path)
+
+    @property
+    def workers(self) -> int:
+        return default_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
@@ -81,10 +86,10 @@ class SegmentationDataModule(pl.LightningDataModule):
             sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
         return torch.utils.data.DataLoader(
             self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
-            drop_last=True, num_workers=self.hparams.num_workers,
+            drop_last=True, num_workers=self.workers,
         )
 
     def val_dataloader(self):
         return torch.utils.data.DataLoader(
-            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.workers,
         )

@@ -391,7 +391,12 @@ def _bad(tmp_path, fitted_ckpt):
         (["--weights", "missing.ckpt", "--eval"], "checkpoint missing.ckpt does not exist: check --weights"),
         (["--eval"], "pass --weights CKPT"),
         (["--weights", ckpt, "--eval", "--label_src", "cat,dog"], "--label_src sets the labels of --image"),
-        (["--weights", ckpt, "--eval", "--dataset", "pascal"], "dataset 'pascal' has no reader"),
+        (["--weights", ckpt, "--eval", "--dataset", "pascal", "--data-path", "bundled"], "dataset 'pascal' has no reader"),
+        # #19: a dataset run without --data-path stops, rather than scoring the 6 bundled images
+        (["--weights", ckpt, "--eval"], "pass --data-path FOLDER (the folder holding ADEChallengeData2016/), or "
+                                        "--data-path bundled for the 6 validation images bundled with the package"),
+        (["--weights", ckpt, "--test-val"], "pass --data-path FOLDER"),
+        (["--weights", ckpt, "--eval", "--data_path", "bundled", "--workers", "-1"], "--workers must be 0 or more"),
         (image + ["--label_src", "cat,dog", "--crop-size", "100"], "crop size 100 is not a multiple of the patch size 32"),
     ]
 
@@ -402,3 +407,46 @@ def test_bad_input_is_one_line_and_writes_nothing(workdir, capsys, fitted_ckpt):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
         assert not (workdir / "out").exists() and not (workdir / "logs").exists(), argv
+
+
+def test_data_path_and_workers_mean_the_same_in_both_commands(workdir, capsys, fitted_ckpt, monkeypatch):
+    """#19: --data_path / --data-path (either spelling in either command) is a folder relative to the working
+    directory, ``bundled`` the packaged set; the data-loading processes default to upstream's 16, bounded by
+    the machine's cores, in test_lseg.py and both forms of train_lseg.py."""
+    import os
+    import shutil
+
+    import train_lseg
+    from lang_seg.commands import train as train_command
+    from lang_seg.data import default_workers
+    from lang_seg.data.datamodule import SegmentationDataModule
+
+    for cores, expected in ((32, 16), (4, 4), (1, 1), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert default_workers() == expected
+    monkeypatch.undo()
+    monkeypatch.chdir(workdir)
+    assert SegmentationDataModule().workers == min(16, os.cpu_count())
+    args = ["--exp_name", "w", "--backbone", "tiny_vitb32", "--num_features", "16", "--no-pretrained",
+            "--crop_size", "64", "--base_size", "72"]
+    _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--data-path", "bundled"]))
+    assert datamodule.workers == min(16, os.cpu_count()) and datamodule.root == str(BUNDLED)
+    _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--workers", "0"]))
+    assert datamodule.workers == 0 and datamodule.root == str(BUNDLED)  # no --data_path: the bundled set
+    from lang_seg.modules.cli import LSegCLI
+
+    cli = LSegCLI(args=["--config", str(Path(train_lseg.__file__).parent / "configs/bundled_tiny.yaml"),
+                        "--data.data_path", "bundled"], run=False)
+    assert cli.datamodule.workers == min(16, os.cpu_count()) and cli.datamodule.root == str(BUNDLED)
+
+    # a folder relative to the working directory, in both commands: the bundled set less 4 training pictures
+    shutil.copytree(BUNDLED / "ADEChallengeData2016", workdir / "mine/ADEChallengeData2016")
+    for image in sorted((workdir / "mine/ADEChallengeData2016/images/training").glob("*.jpg"))[:4]:
+        image.unlink()
+        (workdir / "mine/ADEChallengeData2016/annotations/training" / (image.stem + ".png")).unlink()
+    for flag in ("--data_path", "--data-path"):
+        _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + [flag, "mine"]))
+        assert datamodule.root == "mine" and len(datamodule.trainset) == 20
+    assert test_lseg.main(["--weights", str(fitted_ckpt), "--eval", "--data_path", "mine", "--scales", "1.0",
+                           "--no-flip", "--workers", "2", *SMALL]) == 0
+    assert "6 images of mine (val)" in capsys.readouterr().out

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_epochs", type=int, default=200)
     p.add_argument("--project_name", default="lightseg")
     # upstream's model/data flags
-    p.add_argument("--data_path", default=None,
-                   help="folder holding ADEChallengeData2016/ (default: the small dataset bundled with the package)")
+    p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
+                   help="folder holding ADEChallengeData2016/, relative to the working directory (default, or "
+                        "'bundled': the small dataset bundled with the package)")
     p.add_argument("--dataset", choices=["ade20k"], default="ade20k")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--base_lr", type=float, default=0.004)
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
-    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--num_workers", "--workers", dest="num_workers", type=int, default=None,
+                   help="data-loading processes (default: upstream's 16, at most the machine's cores)")
     p.add_argument("--base_size", type=int, default=None, help="default: 520 (ade20k)")
     p.add_argument("--crop_size", type=int, default=None, help="default: 480 (ade20k)")
     return p
