@@ -55,13 +55,11 @@ def named_globals(path) -> List[str]:
         raise damaged(path, exc) from None
 
 
-def _allowed(names: Iterable[str]) -> list:
-    """``SAFE_GLOBALS`` among ``names``, imported (only when named: Lightning's import takes seconds)."""
-    found = []
-    for name in names:
-        if name in SAFE_GLOBALS:
-            found.append((_resolve(name), name))
-    return found
+def _allowed(names: Iterable[str], trust: bool = False) -> list:
+    """What a weights-only load may unpickle among ``names``: the ``SAFE_GLOBALS`` (with ``trust``, every
+    name that imports here), imported only when named (Lightning's import takes seconds)."""
+    found = [(_resolve(name), name) for name in names if trust or name in SAFE_GLOBALS]
+    return [(obj, name) for obj, name in found if obj is not None]
 
 
 def refuse(path, name: str) -> LangSegError:
@@ -96,7 +94,7 @@ def lightning_weights_only(path, trust: bool = False) -> bool:
 
 def project_globals() -> list:
     """``SAFE_GLOBALS``, imported, for a weights-only load of a lang-seg checkpoint."""
-    return [(obj, name) for obj, name in ((_resolve(n), n) for n in SAFE_GLOBALS) if obj is not None]
+    return _allowed(SAFE_GLOBALS)
 
 
 @contextlib.contextmanager
@@ -106,11 +104,7 @@ def allowed_globals(path, trust: bool = False):
     context manager, so nothing is left allowed for any other load once the block ends."""
     import torch
 
-    names = _checked_globals(path, trust)
-    allowed = _allowed(names)
-    if trust:
-        allowed += [(obj, n) for obj, n in ((_resolve(n), n) for n in names if n not in SAFE_GLOBALS) if obj is not None]
-    with torch.serialization.safe_globals(allowed):
+    with torch.serialization.safe_globals(_allowed(_checked_globals(path, trust), trust)):
         yield
 
 

@@ -204,8 +204,8 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
 
     if args.dataset != "ade20k":
         raise LangSegError(f"dataset {args.dataset!r} has no reader in this project: use --dataset ade20k, or --image")
-    from lang_seg.data.bundled import resolve
     from lang_seg.data import default_workers
+    from lang_seg.data.bundled import resolve
 
     data_path = resolve(args.data_path)
     workers = default_workers() if args.workers is None else args.workers
