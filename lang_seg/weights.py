@@ -31,12 +31,19 @@ def timm_hub_repo(timm_name: str) -> str:
     return get_pretrained_cfg(timm_name).hf_hub_id
 
 
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache, as the environment says now (``huggingface_hub`` read it when imported)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return os.environ.get("HF_HUB_CACHE", HF_HUB_CACHE)
+
+
 def cached_timm_file(repo: str):
     """The weight file of ``repo`` in the Hugging Face cache on disk, or None; reads no network."""
     from huggingface_hub import try_to_load_from_cache
 
     for filename in TIMM_FILES:
-        found = try_to_load_from_cache(repo, filename)
+        found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir())
         if isinstance(found, str):
             return found
     return None
@@ -46,12 +53,10 @@ def load_timm_pretrained(timm_name: str):
     import timm
 
     if offline():
-        from huggingface_hub.constants import HF_HUB_CACHE
-
         repo = timm_hub_repo(timm_name)
         found = cached_timm_file(repo)
         if found is None:
-            folder = os.path.join(HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+            folder = os.path.join(hf_cache_dir(), "models--" + repo.replace("/", "--"))
             raise LangSegError(
                 f"offline: timm weights for {timm_name} are not in the Hugging Face cache: place {TIMM_FILES[0]} "
                 f"of the Hugging Face repo {repo} under {folder} (copy that folder from a machine where "
