@@ -163,7 +163,7 @@ class TrainStep:
     def learning_rates(self) -> List[float]:
         """Each group's learning rate for the next update (MindSpore's own schedule, evaluated now)."""
         step = self.optimizer.global_step
-        return [float(self.optimizer.get_lr_parameter(first)(step).asnumpy()) for first in self._group_firsts]
+        return [float(self.optimizer.get_lr_parameter(first)(step).asnumpy().reshape(-1)[0]) for first in self._group_firsts]
 
     def steps_now(self, last: bool) -> bool:
         """Count one micro-batch; True when it completes an update: every ``accumulate`` micro-batches, and at
