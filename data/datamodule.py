@@ -6,6 +6,7 @@ from typing import List, Optional
 import pytorch_lightning as pl
 import torch
 
+from . import default_workers
 from .registry import data_root, dataset_class, dataset_labels, get_dataset
 
 
@@ -46,11 +47,12 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
-    (relative to the working directory; None: the small datasets bundled with the package).
-    ``base_size``/``crop_size`` default to the dataset's (upstream's)."""
+    (relative to the working directory; None or ``bundled``: the small datasets bundled with the package).
+    ``base_size``/``crop_size`` default to the dataset's (upstream's); ``num_workers`` None: upstream's 16
+    loading processes, at most one per core (``default_workers``)."""
 
     def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
-                 base_size: Optional[int] = None, crop_size: Optional[int] = None, num_workers: int = 0,
+                 base_size: Optional[int] = None, crop_size: Optional[int] = None, num_workers: Optional[int] = None,
                  blur: bool = False, seed: Optional[int] = None):
         super().__init__()
         reader = dataset_class(dataset)  # an unknown name stops here, with the choices
@@ -68,6 +70,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         """The dataset's class names, in class-id order: the model's label set when none is given."""
         opened = self.trainset or self.valset
         return opened.labels if opened is not None else dataset_labels(self.hparams.dataset, self.hparams.data_path)
+
+    @property
+    def workers(self) -> int:
+        return default_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
@@ -88,10 +94,10 @@ class SegmentationDataModule(pl.LightningDataModule):
             sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
         return torch.utils.data.DataLoader(
             self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
-            drop_last=True, num_workers=self.hparams.num_workers,
+            drop_last=True, num_workers=self.workers,
         )
 
     def val_dataloader(self):
         return torch.utils.data.DataLoader(
-            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.workers,
         )

@@ -36,11 +36,12 @@ def get_dataset(name: str, **kwargs) -> SegmentationDataset:
 
 
 def data_root(data_path: Optional[str]) -> Path:
-    """``--data_path``, or, when there is none, the small datasets bundled with the package
-    (ADE20K's and PASCAL VOC's layouts side by side in ``data/bundled``)."""
-    from .bundled import ROOT
+    """``--data_path`` (relative to the working directory; ``bundled`` names the package's own), or, when
+    there is none, the small datasets bundled with the package (ADE20K's and PASCAL VOC's layouts side by
+    side in ``data/bundled``)."""
+    from .bundled import ROOT, resolve
 
-    return ROOT if data_path is None else Path(data_path)
+    return ROOT if data_path is None else Path(resolve(data_path))
 
 
 def dataset_labels(name: str, data_path: Optional[str] = None) -> List[str]:

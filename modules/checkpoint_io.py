@@ -1,4 +1,5 @@
-"""Lightning's checkpoint writes through the project's one atomic write (``lang_seg.files``)."""
+"""Lightning's checkpoint writes through the project's one atomic write (``lang_seg.files``); its loads allow
+the classes lang-seg checkpoints hold for that load only (``lang_seg.safe_load``)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -6,6 +7,7 @@ from typing import Any, Dict, Optional
 from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
 from lang_seg.files import atomic_write
+from lang_seg.safe_load import project_globals
 
 
 class AtomicCheckpointIO(CheckpointIO):
@@ -21,7 +23,13 @@ class AtomicCheckpointIO(CheckpointIO):
         atomic_write(path, lambda tmp: self.inner.save_checkpoint(checkpoint, tmp, storage_options=storage_options))
 
     def load_checkpoint(self, path, *args, **kwargs) -> Dict[str, Any]:
-        return self.inner.load_checkpoint(path, *args, **kwargs)
+        """Lightning's one load of ``ckpt_path`` (resume, validate, ``"best"``): upstream's callback-state key
+        allowed inside this call, never in torch's process-wide allowlist. The commands check the file first
+        (``lang_seg.modules.trainer.checkpoint_for_lightning``); a trusted one comes with ``weights_only=False``."""
+        import torch
+
+        with torch.serialization.safe_globals(project_globals()):
+            return self.inner.load_checkpoint(path, *args, **kwargs)
 
     def remove_checkpoint(self, path) -> None:
         self.inner.remove_checkpoint(path)

@@ -59,6 +59,17 @@ class LSegCLI(LightningCLI):
         if config.model.labels is None:
             config.model.labels = dataset_labels(config.data.dataset, config.data.data_path)
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyper-parameters weights-only whatever it is told: allow what the
+        # checked (or trusted) file names for that one read
+        from lang_seg.safe_load import allowed_globals
+
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is None or not config.get("ckpt_path"):
+            return super()._parse_ckpt_path()
+        with allowed_globals(config["ckpt_path"], config.get("trust_checkpoint", False)):
+            super()._parse_ckpt_path()
+
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
         kwargs = trainer_arguments(self._get(self.config_init, "exp_name"), {**config, **kwargs},

@@ -4,22 +4,25 @@
   ``--midasproto``); parameter groups: ``net.pretrained`` at the base rate, ``net.scratch`` at 10x (the
   CLIP text tower is not optimised);
 - polynomial decay ``(1 - epoch / max_epochs) ** 0.9``, stepped once per epoch as upstream's ``LambdaLR`` is;
-- cross-entropy with ``ignore_index``; pixel accuracy and mIoU through torchmetrics (classes absent from
-  both prediction and target are left out of the mean), logged as ``train_loss``, ``val_loss``,
-  ``pix_acc``, ``mIoU``.
+- cross-entropy with ``ignore_index``; validation's pixel accuracy and mIoU are upstream's, through the one
+  implementation ``test_lseg.py --eval`` uses too (``lang_seg.metrics``: mIoU is the mean over all classes,
+  absent ones counting 0; the mean over the classes present is ``mIoU_present``), logged as ``train_loss``,
+  ``val_loss``, ``pix_acc``, ``mIoU``, ``mIoU_present``.
 
 What differs per backend is the network, its forward and backward and the optimizer's update: the torch
 module (``lseg_module.LSegModule``) and the MindSpore one (``mindspore.backend``) implement
-``train_forward``, ``forward_eval`` and ``make_optimizer``; Lightning drives both the same way.
+``train_forward``, ``forward_eval``, ``parameter_groups`` and ``make_optimizer``; Lightning drives both the
+same way.
 """
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.classification import MulticlassAccuracy
 
 from lang_seg.errors import LangSegError
+from lang_seg.metrics import SegmentationMetric
 
 POLY_POWER = 0.9
 ADAM_BETAS = (0.9, 0.999)  # upstream's --midasproto
@@ -71,8 +74,7 @@ class LSegmentationModule(pl.LightningModule):
         self.midasproto = midasproto
         metric = dict(num_classes=num_classes, ignore_index=ignore_index)
         self.train_pix_acc = MulticlassAccuracy(average="micro", **metric)
-        self.val_pix_acc = MulticlassAccuracy(average="micro", **metric)
-        self.val_miou = MulticlassJaccardIndex(average="macro", **metric)
+        self.val_metric = SegmentationMetric(num_classes, ignore_index)  # #19: upstream's figures, as test_lseg.py
 
     def check_data(self, datamodule) -> None:
         """``check_data_fits`` once per data module: the commands call it before the Trainer writes its log
@@ -120,11 +122,16 @@ class LSegmentationModule(pl.LightningModule):
         img, target = batch
         out = self.forward_eval(img)
         pred = out.argmax(1)
-        self.val_pix_acc(pred, target)
-        self.val_miou(pred, target)
+        self.val_metric.update(pred, target)
         self.log("val_loss", self.loss(out, target), prog_bar=True, sync_dist=True)
-        self.log("pix_acc", self.val_pix_acc, prog_bar=True)
-        self.log("mIoU", self.val_miou, prog_bar=True)
+
+    def on_validation_epoch_end(self):
+        # over every process's share under DDP, so the same on each (sync_dist: their mean, and no warning)
+        figures = {k: v.float() for k, v in self.val_metric.compute().items()}
+        self.log("pix_acc", figures["pix_acc"], prog_bar=True, sync_dist=True)
+        self.log("mIoU", figures["miou"], prog_bar=True, sync_dist=True)
+        self.log("mIoU_present", figures["miou_present"], sync_dist=True)
+        self.val_metric.reset()
 
     def configure_optimizers(self):
         backbone, decoder = self.parameter_groups()

@@ -120,7 +120,7 @@ model.logits(x, labels)
 say(f"eval forward {size}x{size}")
 step = TrainStep(model.net, 1e-4, 10, 10)
 for i in range(2):
-    loss, _, _ = step(ms.Tensor.from_numpy(x), ms.Tensor.from_numpy(y), text)
+    loss, _, _ = step(ms.from_numpy(x), ms.from_numpy(y), text)
     float(loss.asnumpy())
     say(f"training step {i + 1} {size}x{size}")
 """

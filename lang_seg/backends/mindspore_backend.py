@@ -48,6 +48,29 @@ def cap_onednn_isa() -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 
+# MindSpore writes into the working directory unless told otherwise: rank_<id>/om/analyze_fail.ir when a graph
+# fails to compile (MS_OM_PATH, read when it happens), graph dumps asked for with MS_DEV_SAVE_GRAPHS
+# (MS_DEV_SAVE_GRAPHS_PATH), kernel_meta/ and the compile cache (MS_COMPILER_CACHE_PATH; the cache itself stays
+# off: MS_COMPILER_CACHE_ENABLE, see the README's benchmarks)
+ARTEFACT_PATHS = ("MS_OM_PATH", "MS_DEV_SAVE_GRAPHS_PATH", "MS_COMPILER_CACHE_PATH")
+
+
+def cache_folder() -> str:
+    """The per-user folder for MindSpore's own files: ``$XDG_CACHE_HOME/lang_seg/mindspore``
+    (``~/.cache/lang_seg/mindspore``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lang_seg", "mindspore")
+
+
+def artefacts_to_cache() -> None:
+    """Send MindSpore's files to ``cache_folder()``, never the user's working directory; a path the user
+    set stays theirs. Called before MindSpore's first use (``use_device``)."""
+    folder = cache_folder()
+    os.makedirs(folder, exist_ok=True)
+    for name in ARTEFACT_PATHS:
+        os.environ.setdefault(name, folder)
+
+
 def gpu_problem() -> Optional[str]:
     """Why MindSpore cannot use an NVIDIA GPU here, or None when its GPU plugin loads."""
     import logging
@@ -75,6 +98,7 @@ def use_device(device: str) -> None:
     target, index = parse_device(device)
     if target == "CPU":
         cap_onednn_isa()
+    artefacts_to_cache()
     import mindspore as ms
 
     if _DEVICE:
@@ -120,7 +144,10 @@ def assign(param, value) -> None:
     import mindspore as ms
     from mindspore import ops
 
-    ops.assign(param, ms.Tensor(np.asarray(value, dtype=ms.dtype_to_nptype(param.dtype), order="C").reshape(param.shape)))
+    # mindspore.from_numpy shares the array's memory (Tensor.from_numpy and dtype_to_nptype are deprecated in
+    # 2.10, the latter warning on every call); a dtype the parameter lacks (upstream's float16) is cast
+    value = ms.from_numpy(np.ascontiguousarray(value).reshape(param.shape))
+    ops.assign(param, value if value.dtype == param.dtype else value.astype(param.dtype))
 
 
 def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
@@ -238,13 +265,13 @@ class MindSporeModel(SegModel):
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
         import mindspore as ms
 
-        return self.forward_tensor(ms.Tensor.from_numpy(images), text_features).asnumpy()
+        return self.forward_tensor(ms.from_numpy(images), text_features).asnumpy()
 
     def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
         """Every stage of ``lang_seg.config.STAGES`` as numpy arrays (eval mode)."""
         import mindspore as ms
 
         images = check_images(images, self.patch_size)
-        outs = self._compiled_stages(ms.Tensor.from_numpy(images), self.text_features(labels))
+        outs = self._compiled_stages(ms.from_numpy(images), self.text_features(labels))
         return {name: outs[name].asnumpy() for name in STAGES}
 

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the checkpoint's backbone (default: the checkpoint's; upstream: clip_vitl16_384)")
     p.add_argument("--dataset", default="ade20k",
                    help="the dataset to score, with its labels, sizes and scales (docs/datasets.md lists them)")
-    p.add_argument("--workers", type=int, default=0, help="data loading processes (upstream: 16, with CUDA only)")
+    p.add_argument("--workers", "--num_workers", dest="workers", type=int, default=None,
+                   help="data-loading processes (default: upstream's 16, at most the machine's cores)")
     p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default: the dataset's)")
     p.add_argument("--crop-size", type=int, default=None,
                    help="window side, a multiple of the patch size (default: the dataset's)")
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-val", action="store_true", help="write the predicted masks of the split to --out")
     p.add_argument("--no-val", action="store_true", help=NO_EFFECT)
     p.add_argument("--module", default="lseg", help="lseg (the zero-shot lseg_zs is not ported)")
-    p.add_argument("--data-path", default=None,
-                   help="folder holding ADEChallengeData2016/ (default: the bundled 6-image val set)")
+    p.add_argument("--data-path", "--data_path", dest="data_path", default=None,
+                   help="folder holding ADEChallengeData2016/, relative to the working directory ('bundled': "
+                        "the 6 validation images bundled with the package); needed unless --image")
     p.add_argument("--no-scaleinv", dest="scale_inv", action="store_false", help=NO_EFFECT + ", as upstream")
     p.add_argument("--widehead", action="store_true", help=NO_EFFECT + ", as upstream")
     p.add_argument("--widehead_hr", action="store_true", help=NO_EFFECT + ", as upstream")
@@ -128,6 +130,11 @@ def check_flags(args) -> None:
         raise LangSegError(f"checkpoint {args.weights} does not exist: check --weights")
     if args.image is None and args.label_src != "default":
         raise LangSegError("--label_src sets the labels of --image; evaluating a dataset uses its own classes")
+    if args.image is None and args.export is None and args.data_path is None:
+        raise LangSegError("pass --data-path FOLDER (the folder holding ADEChallengeData2016/), or --data-path "
+                           "bundled for the 6 validation images bundled with the package")
+    if args.workers is not None and args.workers < 0:
+        raise LangSegError(f"--workers must be 0 or more, got {args.workers}")
     if args.max_batch < 1:
         raise LangSegError(f"--max-batch must be at least 1, got {args.max_batch}")
     out = Path(args.out or DEFAULT_OUT)
@@ -195,21 +202,21 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
     from lang_seg.images import save_palette_png
     from lang_seg.metrics import SegmentationMetric
 
-    if args.data_path is None:
-        from lang_seg.data.bundled import ROOT as BUNDLED
+    from lang_seg.data import default_workers
+    from lang_seg.data.bundled import resolve
 
-        args.data_path = str(BUNDLED)
-    dataset = get_dataset(args.dataset, root=args.data_path, split=args.split, mode="testval")
+    data_path = resolve(args.data_path)
+    workers = default_workers() if args.workers is None else args.workers
+    dataset = get_dataset(args.dataset, root=data_path, split=args.split, mode="testval")
     labels = dataset.labels  # scored with the dataset's own classes
     model = load(args)
     evaluator = MultiScaleEvaluator(model, scales, args.flip, base_size, crop_size, args.max_batch)
     print(describe(model, evaluator))
-    print(f"{len(dataset)} images of {args.data_path} ({args.split})")
+    print(f"{len(dataset)} images of {data_path} ({args.split})")
     metric = SegmentationMetric(dataset.num_class, args.ignore_index)
     write_masks = args.test_val or not args.eval
     out = Path(args.out or DEFAULT_OUT)
-    loader = (torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=args.workers)
-              if args.workers > 0 else dataset)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers) if workers > 0 else dataset
     start = time.perf_counter()
     bar = tqdm(loader, total=len(dataset), dynamic_ncols=True)
     for index, (image, target) in enumerate(bar):

@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_epochs", type=int, default=200)
     p.add_argument("--project_name", default="lightseg")
     # upstream's model/data flags
-    p.add_argument("--data_path", default=None,
-                   help="folder holding the dataset's release layout, e.g. ADEChallengeData2016/ (default: the small "
-                        "datasets bundled with the package; see docs/datasets.md)")
+    p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
+                   help="folder holding the dataset's release layout, e.g. ADEChallengeData2016/, relative to the "
+                        "working directory (default, or 'bundled': the small datasets bundled with the package; "
+                        "see docs/datasets.md)")
     p.add_argument("--dataset", default="ade20k",
                    help="a dataset name (docs/datasets.md lists them; an unknown one is refused with the choices)")
     p.add_argument("--batch_size", type=int, default=16)
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
-    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--num_workers", "--workers", dest="num_workers", type=int, default=None,
+                   help="data-loading processes (default: upstream's 16, at most the machine's cores)")
     p.add_argument("--base_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
     p.add_argument("--crop_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
     return p

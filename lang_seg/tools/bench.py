@@ -125,7 +125,7 @@ def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, targe
             return model._encode_text(labels).asnumpy()
 
         step = LossAndGrad(model.net, mode=model.mode) if part in ("train", "reencoded") else None
-        x = ms.Tensor.from_numpy(images)
+        x = ms.from_numpy(images)
         y = ms.Tensor(target.astype(np.int32))
 
         def forward(text):
