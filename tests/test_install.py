@@ -46,6 +46,7 @@ def test_installed_package_ships_its_data(site):
     assert (site / "label_files" / "ade20k_objectInfo150.txt").is_file()
     assert len(list((site / "data" / "bundled").rglob("*.jpg"))) == 30
     assert len(list((site / "data" / "bundled").rglob("*.png"))) == 30
+    assert (site / "modules" / "models_ms" / "csrc" / "onednn_conv.cc").is_file()  # built on first use
     assert not (site / "tests").exists()
 
 

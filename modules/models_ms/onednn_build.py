@@ -125,12 +125,16 @@ def compiler() -> Tuple[str, str]:
     return path, (out.stdout.splitlines() or ["?"])[0]
 
 
-def check_aot_extra_layout() -> None:
-    """The kernel sets MindSpore's workspace request through a view of ``AotExtra`` whose first data member
-    is ``std::vector<size_t> workspace_`` (csrc/onednn_conv.cc): refuse a MindSpore whose header says otherwise."""
+def aot_extra_header() -> Path:
     import mindspore
 
-    header = Path(mindspore.__file__).parent / "include/mindspore/ccsrc/utils/custom_aot_extra.h"
+    return Path(mindspore.__file__).resolve().parent / "include/mindspore/ccsrc/utils/custom_aot_extra.h"
+
+
+def check_aot_extra_layout(header: Optional[Path] = None) -> None:
+    """The kernel sets MindSpore's workspace request through a view of ``AotExtra`` whose first data member
+    is ``std::vector<size_t> workspace_`` (csrc/onednn_conv.cc): refuse a MindSpore whose header says otherwise."""
+    header = header or aot_extra_header()
     if not header.is_file():
         raise Unavailable(f"MindSpore's {header.name} is missing: cannot check the AOT kernel interface")
     members = data_members(header.read_text(), "AotExtra")
