@@ -178,25 +178,32 @@ def mode() -> str:
     return value
 
 
+def _decide(wanted: str) -> Tuple[Optional[Kernels], Optional[str], bool]:
+    """``(kernels or None, why not, whether to say why on stderr)``."""
+    if wanted == "native":
+        return None, f"{ENV}=native", False
+    target = ms.get_context("device_target")
+    if target != "CPU":  # expected, nothing to say
+        return None, f"they are CPU kernels and MindSpore runs on {target}", False
+    try:
+        found = Kernels(checked_library())
+        self_check(found)
+        return found, None, False
+    except onednn_build.Unavailable as exc:
+        return None, str(exc), True
+
+
 def kernels() -> Optional[Kernels]:
     """The kernels for this process, or None for ``nn.Conv2d`` (decided once per process and mode)."""
     wanted = mode()
     with _lock:
         if _state.get("mode") != wanted:
-            _state.update(mode=wanted, kernels=None, why=None, said=False)
-            if wanted != "native":
-                try:
-                    if ms.get_context("device_target") != "CPU":
-                        raise onednn_build.Unavailable("they are CPU kernels")
-                    found = Kernels(checked_library())
-                    self_check(found)
-                    _state["kernels"] = found
-                except onednn_build.Unavailable as exc:
-                    _state["why"] = str(exc)
+            found, why, say = _decide(wanted)
+            _state.update(mode=wanted, kernels=found, why=why, say=say)
         if _state["kernels"] is None and wanted == "onednn":
             raise LangSegError(f"{ENV}=onednn, but the oneDNN convolution cannot run: {_state['why']}")
-        if _state["why"] and not _state["said"]:
-            _state["said"] = True
+        if _state["say"]:  # once per process
+            _state["say"] = False
             print(f"lang_seg: MindSpore convolutions run as nn.Conv2d: {_state['why']}", file=sys.stderr, flush=True)
         return _state["kernels"]
 

@@ -10,10 +10,11 @@
 // in the workspace MindSpore hands each launch and frees after it. Nothing is held between launches
 // except the primitives themselves, cached by shape.
 //
-// Entry points (MindSpore's AOT ABI: params = inputs, outputs, then workspaces):
-//   lsconv_fwd_s<S>p<P>(x, w[, b]) -> y
+// Entry points (MindSpore's AOT ABI: params = inputs, outputs, then workspaces), each with its Init
+// (plan and workspace size), InferShape and InferType:
+//   lsconv_fwd_s<S>p<P>(x, w) -> y                   lsconv_fwd_bias_s<S>p<P>(x, w, b) -> y
 //   lsconv_bwd_s<S>p<P>(dy, x, w) -> dx, dw          lsconv_bwd_bias_s<S>p<P>(dy, x, w) -> dx, dw, db
-// for the (stride, symmetric padding) pairs in LSCONV_CONFIGS; dilation 1, float32, 4-D tensors.
+// for the (stride, symmetric padding) pairs of the LSCONV_CONFIG lines; dilation 1, float32, NCHW.
 #include <dlfcn.h>
 #include <sched.h>
 
