@@ -70,6 +70,7 @@ def test_installed_package_ships_its_data(site):
     assert len(list(ade.rglob("*.jpg"))) == 30 and len(list(ade.rglob("*.png"))) == 30
     assert len(list(voc.rglob("*.jpg"))) == 16 and len(list(voc.rglob("*.png"))) == 16
     assert sorted(p.name for p in voc.rglob("*.txt")) == ["train.txt", "trainval.txt", "val.txt"]
+    assert (site / "lang_seg" / "modules" / "models_ms" / "csrc" / "onednn_conv.cc").is_file()  # built on first use
     # one top-level name: nothing generic (modules, data, label_files, configs, tests) beside it
     assert sorted(p.name for p in site.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))) == ["bin", "lang_seg"]
 

@@ -5,9 +5,12 @@ from typing import Sequence
 
 from mindspore import nn, ops
 
+from .onednn_conv import Conv2d
+
 
 def conv3x3(cin: int, cout: int, bias: bool) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=1, pad_mode="pad", padding=1, has_bias=bias)
+    # oneDNN's direct kernels where this process has them (onednn_conv): no im2col buffer held per convolution
+    return Conv2d(cin, cout, 3, stride=1, pad_mode="pad", padding=1, has_bias=bias)
 
 
 def upsample2x(x):
