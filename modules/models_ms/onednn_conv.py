@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import mindspore as ms
@@ -140,9 +139,8 @@ def checked_library():
 
 
 def _check_in_child(library) -> str:
-    import lang_seg
+    from lang_seg.checkout import ROOT as root  # the folder the package imports from (a checkout or site-packages)
 
-    root = Path(lang_seg.__file__).resolve().parents[1]  # the folder the package imports from (a checkout or site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     code = f"import sys; from {__name__} import child_check; sys.exit(child_check(sys.argv[1]))"
     try:
