@@ -92,6 +92,10 @@ class SegmentationDataModule(pl.LightningDataModule):
                    if seed is not None else None)
         if sampler is not None:
             sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
+            if trainer is not None:
+                # Lightning creates the loader's iterator before its set_epoch, and with workers the iterator
+                # draws the first indices at once: a resumed run would repeat epoch 0's order otherwise
+                sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return torch.utils.data.DataLoader(
             self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
             drop_last=True, num_workers=self.workers,

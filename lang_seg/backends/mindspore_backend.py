@@ -112,7 +112,14 @@ def use_device(device: str) -> None:
         problem = gpu_problem()
         if problem:
             raise LangSegError(f"MindSpore cannot use {device!r}: {problem}; use device='cpu' otherwise")
-    ms.set_device(target, index if target == "GPU" else None)
+    try:
+        ms.set_device(target, index if target == "GPU" else None)
+    except RuntimeError:
+        # a kernel already ran (a conversion builds the net, saving makes tensors): MindSpore then stays
+        # on the CPU it started on, which is only a problem when another device was asked for
+        if target != "CPU" or ms.get_context("device_target") != "CPU":
+            raise LangSegError(f"MindSpore already ran on the CPU in this process; it cannot switch to {device!r}: "
+                               "start a new process") from None
     _DEVICE.update(target=target, id=index)
 
 

@@ -239,7 +239,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     params = dict(net.named_parameters())
     by_group = {group: sorted(n for n in start if n.startswith(prefix))
                 for group, prefix in (("backbone", "pretrained."), ("decoder", "scratch."))}
-    slots = step.optimizer_slots()
+    momenta = dict(zip(step.optimizer.names, step.optimizer.slots["momentum_buffer"]))  # by torch name
     # each optimizer's total update, in float64: the sum over steps of the rate times the momentum buffer
     update_t = {n: np.zeros(v.shape) for n, v in start.items()}
     update_m = {n: np.zeros(v.shape) for n, v in start.items()}
@@ -261,7 +261,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
             for n in names:
                 rounding[n] += step_rounding(before_m[n], now_m[n])
                 update_t[n] += rates_t[group] * optimizer.state[params[n]]["momentum_buffer"].numpy().astype(np.float64)
-                update_m[n] += rates_m[group] * slots[f"momentum.{n}"].asnumpy().astype(np.float64)
+                update_m[n] += rates_m[group] * momenta[n].asnumpy().astype(np.float64)
             flat = {key: np.concatenate([values[n].ravel() for n in names])
                     for key, values in (("start", start), ("now_m", now_m), ("t", update_t), ("m", update_m),
                                         ("rounding", rounding))}
