@@ -9,8 +9,7 @@ from mindspore import nn, ops
 
 from ..names import is_trained, ms_to_torch_name
 from .mindspore_backend import assign, compiler, named_parameters
-
-IGNORE_INDEX = -1
+from .mindspore_loss import cross_entropy
 
 
 def trainable_parameters(net) -> List[object]:
@@ -38,7 +37,7 @@ class LossAndGrad:
 
         def forward(x, target, text_features):
             out = net(x, text_features)
-            return ops.cross_entropy(out, target, ignore_index=IGNORE_INDEX), out
+            return cross_entropy(out, target), out
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
         self._fn = compiler(mode)(grad_fn)

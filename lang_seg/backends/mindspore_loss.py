@@ -1,0 +1,59 @@
+"""Upstream's loss, ``F.cross_entropy(out, target, ignore_index=-1)``, for MindSpore graphs on CPU.
+
+Value: the mean over the pixels whose target is not ``-1`` of ``-log_softmax(out)[target]`` (NaN when every
+pixel is ignored, as torch). Gradient: ``(softmax(out) - onehot(target)) / count`` on those pixels, 0 on the
+ignored ones (0 everywhere when all are, as torch).
+
+Why not ``ops.cross_entropy``: in a compiled CPU graph every binary operation whose inputs differ in shape
+(``x - max``, ``x * mask``, a division even by a scalar) keeps two 8-byte index tables per output element for
+the life of the graph, 4x the float32 tensor. ``ops.cross_entropy`` and its gradient build several at the
+full resolution: a (2, 150, 240, 240) -> 480 upsampling + loss held +5.1 GB after the step, torch +0.34 GB.
+Here the forward is ``log_softmax`` (one fused kernel), a gather and sums over equal shapes, and the
+gradient is written out (``bprop``) with every broadcast explicit (``broadcast_to``, which keeps no table;
+``modules.models_ms.table_free`` has the measurements).
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from modules.models_ms.table_free import expand
+
+IGNORE_INDEX = -1
+
+
+class CrossEntropy(nn.Cell):
+    """``(out (N, C, H, W) float32, target (N, H, W) int32) -> scalar``, torch's ``ignore_index=-1`` mean.
+    ``bprop`` uses primitives only (see ``table_free`` for why)."""
+
+    def __init__(self):
+        super().__init__()
+        self.softmax = ops.Softmax(axis=1)
+        self.onehot = ops.OneHot(axis=1)
+        self.total = ops.ReduceSum()
+
+    def construct(self, out, target):
+        valid = target != IGNORE_INDEX
+        index = (target * valid.astype(target.dtype)).expand_dims(1)  # ignored pixels pick class 0, weighted 0
+        picked = ops.gather_elements(ops.log_softmax(out, axis=1), 1, index).squeeze(1)
+        weight = valid.astype(out.dtype)
+        # the same sum and count as torch's; 0 / 0 = NaN when every pixel is ignored
+        return -(picked * weight).sum() / weight.sum()
+
+    def bprop(self, out, target, loss, dout):
+        valid = ops.NotEqual()(target, IGNORE_INDEX)
+        index = target * ops.Cast()(valid, target.dtype)
+        weight = ops.Cast()(valid, out.dtype)
+        count = ops.Maximum()(self.total(weight), 1.0)  # all ignored: every weight is 0, so is the gradient
+        scale = expand(ops.ExpandDims()(weight * (dout / count), 1), out.shape)
+        onehot = self.onehot(index, out.shape[1], ms.Tensor(1.0, out.dtype), ms.Tensor(0.0, out.dtype))
+        return (self.softmax(out) - onehot) * scale, ops.ZerosLike()(target)
+
+
+def cross_entropy(out, target):
+    """Functional form for ``LossAndGrad``: one ``CrossEntropy`` cell per call site is not needed (it has no
+    parameters), so a module-level instance serves every graph."""
+    return _CROSS_ENTROPY(out, target)
+
+
+_CROSS_ENTROPY = CrossEntropy()
