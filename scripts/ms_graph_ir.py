@@ -106,6 +106,15 @@ def index_tables(nodes: List[Node]) -> List[Tuple[int, Node]]:
     return sorted(found, key=lambda item: -item[0])
 
 
+def reads(node: Node) -> List[int]:
+    """The inputs whose memory a node reads: ``UpdateState`` and ``Depend``'s dependency only order the graph."""
+    if node.op == "UpdateState":
+        return []
+    if node.op in ("Depend", "depend"):
+        return node.inputs[:1]
+    return node.inputs
+
+
 def liveness(nodes: List[Node]) -> Tuple[int, List[Node]]:
     """``(peak bytes, tensors alive at the peak, largest first)`` with every output freed after its last reader
     (views extend the life of what they view; parameters and constants are not counted)."""
@@ -115,7 +124,7 @@ def liveness(nodes: List[Node]) -> Tuple[int, List[Node]]:
     for step, node in enumerate(nodes):
         if node.op in ALIASES and node.inputs and node.inputs[0] in owners:
             base[node.id] = base.get(node.inputs[0], node.inputs[0])
-        for ref in node.inputs:
+        for ref in reads(node):
             if ref in owners:
                 last_use[base.get(ref, ref)] = step
     live: Dict[int, Node] = {}
@@ -127,7 +136,7 @@ def liveness(nodes: List[Node]) -> Tuple[int, List[Node]]:
             total += node.out_bytes
             if total > peak:
                 peak, at_peak = total, list(live.values())
-        for ref in {base.get(r, r) for r in node.inputs}:
+        for ref in {base.get(r, r) for r in reads(node)}:
             if last_use.get(ref) == step and ref in live:
                 total -= live.pop(ref).out_bytes
     return peak, sorted(at_peak, key=lambda n: -n.out_bytes)

@@ -29,7 +29,7 @@ class CrossEntropy(nn.Cell):
     def __init__(self):
         super().__init__()
         self.softmax = ops.Softmax(axis=1)
-        self.onehot = ops.OneHot(axis=1)
+        self.subtract_at_target = ops.TensorScatterElements(axis=1, reduction="add")
         self.total = ops.ReduceSum()
 
     def construct(self, out, target):
@@ -42,12 +42,14 @@ class CrossEntropy(nn.Cell):
 
     def bprop(self, out, target, loss, dout):
         valid = ops.NotEqual()(target, IGNORE_INDEX)
-        index = target * ops.Cast()(valid, target.dtype)
+        index = ops.ExpandDims()(target * ops.Cast()(valid, target.dtype), 1)
         weight = ops.Cast()(valid, out.dtype)
         count = ops.Maximum()(self.total(weight), 1.0)  # all ignored: every weight is 0, so is the gradient
-        scale = expand(ops.ExpandDims()(weight * (dout / count), 1), out.shape)
-        onehot = self.onehot(index, out.shape[1], ms.Tensor(1.0, out.dtype), ms.Tensor(0.0, out.dtype))
-        return (self.softmax(out) - onehot) * scale, ops.ZerosLike()(target)
+        weight = ops.ExpandDims()(weight * (dout / count), 1)
+        # softmax * w everywhere, then -w at each pixel's target: no one-hot tensor (3 full-size tensors at the
+        # gradient's peak, 4 with one)
+        grad = self.softmax(out) * expand(weight, out.shape)
+        return self.subtract_at_target(grad, index, ops.Neg()(weight)), ops.ZerosLike()(target)
 
 
 def cross_entropy(out, target):
