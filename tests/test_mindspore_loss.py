@@ -29,6 +29,12 @@ def torch_loss_and_grad(out: np.ndarray, target: np.ndarray):
     return value.item(), logits.grad.numpy()
 
 
+def assert_gradients_close(grad, expected):
+    """float32 agreement: both derive ``softmax - onehot`` from their own (1-ulp different) ``log_softmax``, so an
+    element where ``softmax`` is close to 1 differs by a few ulps of the largest gradient (measured 3.3e-6 of it)."""
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
 def case(ignored: float, seed: int = 0, shape=(2, 7, 5, 6)):
     rng = np.random.RandomState(seed)
     out = (rng.randn(*shape) * 4).astype(np.float32)  # logits of LSeg's range (scale 1/0.07 on cosines)
@@ -45,7 +51,7 @@ def test_value_and_gradient_equal_torch(compiled, ignored):
     value, grad = mindspore_loss_and_grad(out, target, compiled)
     expected_value, expected_grad = torch_loss_and_grad(out, target)
     assert value == pytest.approx(expected_value, rel=1e-6)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-8)
+    assert_gradients_close(grad, expected_grad)
     # ignored pixels get no gradient at all
     ignored_pixels = np.broadcast_to((target == -1)[:, None], grad.shape)
     assert not grad[ignored_pixels].any()
@@ -70,4 +76,4 @@ def test_one_valid_pixel_and_large_logits():
     value, grad = mindspore_loss_and_grad(out, target, compiled=True)
     expected_value, expected_grad = torch_loss_and_grad(out, target)
     assert value == pytest.approx(expected_value, rel=1e-6)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-8)
+    assert_gradients_close(grad, expected_grad)
