@@ -19,7 +19,8 @@ kernel objects, Python objects) and memory the C allocator keeps.
 The child marks each phase of the command in the log (the torch module, the MindSpore net, the label set's
 text features, each validation and training batch, each checkpoint) and samples its resident memory every
 0.2 s into the same log, so the table gives each line at the end of each phase and at the process's peak.
-``--ir`` also dumps every compiled graph's final IR and lists, per graph, the kernels that keep index tables
+``--limit_mb`` stops the command past that resident memory, or when the machine has under 1 GB available, and
+still prints the account of the phases it reached. ``--ir`` also dumps every compiled graph's final IR and lists, per graph, the kernels that keep index tables
 and the tensors alive at the graph's peak (``scripts/ms_graph_ir.py``).
 """
 from __future__ import annotations
@@ -29,10 +30,12 @@ import bisect
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
@@ -90,6 +93,8 @@ def child(argv) -> int:
     mark_c.argtypes = [ctypes.c_char_p]
     phases = []
     log_path = os.environ["MALLOC_ACCOUNT_OUT"]
+    report = os.environ["ACCOUNT_CHILD_JSON"]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped by the parent: still mark the end
 
     def mark(name: str) -> None:
         """A phase boundary: the log gets the name; ``phases`` gets resident memory, its peak so far and the
@@ -101,6 +106,11 @@ def child(argv) -> int:
                 blocks[hex(address)] = (size, stack, resident_bytes(pagemap, address, size))
         phases.append({"name": name, "rss_mb": status_mb(), "peak_mb": status_mb("VmHWM"),
                        "file_mb": status_mb("RssFile"), "blocks": blocks})
+        # as it goes, so that a run stopped for memory (--limit_mb) still has its account
+        with open(report + ".phases", "a") as out:
+            out.write(json.dumps(phases[-1]) + "\n")
+        with open(report + ".maps", "w") as out:
+            out.write(open("/proc/self/maps").read())
 
     stop = threading.Event()
 
@@ -144,13 +154,10 @@ def child(argv) -> int:
     import train_lseg
 
     try:
-        status = train_lseg.main(argv)
+        return train_lseg.main(argv)
     finally:
         stop.set()
         mark("end")
-        with open(os.environ["ACCOUNT_CHILD_JSON"], "w") as out:
-            json.dump({"phases": phases, "maps": open("/proc/self/maps").read()}, out)
-    return status
 
 
 # -- the parent: run the child, then split its memory -----------------------------------------------------
@@ -246,8 +253,34 @@ def train_argv(args) -> List[str]:
             *args.train_flags]
 
 
-def run_child(args, folder: str) -> Tuple[dict, float, str]:
-    """Run the training command under the shim in ``folder``; ``(child report, peak MB, log path)``."""
+def watch(pid: int, limit_mb: float, stopped: list) -> None:
+    """Stop the child (SIGTERM, then SIGKILL) when its resident memory passes ``limit_mb`` or the machine has less
+    than 1 GB available; ``stopped`` gets the resident MB it was stopped at."""
+    def mb(path: str, field: str) -> float:
+        try:
+            with open(path) as f:
+                return int(next(line for line in f if line.startswith(field)).split()[1]) / 1024
+        except (OSError, StopIteration):
+            return -1.0
+
+    deadline = None
+    while True:
+        rss = mb(f"/proc/{pid}/status", "VmRSS")
+        if rss < 0:
+            return
+        if not stopped and (rss > limit_mb or mb("/proc/meminfo", "MemAvailable") < 1024):
+            stopped.append(rss)
+            os.kill(pid, signal.SIGTERM)  # handled between Python statements: the end is marked
+            deadline = time.monotonic() + 20
+        if deadline and (time.monotonic() > deadline or mb("/proc/meminfo", "MemAvailable") < 512):
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.25)
+
+
+def run_child(args, folder: str) -> Tuple[dict, float, str, Optional[float]]:
+    """Run the training command under the shim in ``folder``; ``(child report, peak MB, log path, resident MB it
+    was stopped at or None)``."""
     log_path = os.path.join(folder, "allocations.log")
     report = os.path.join(folder, "child.json")
     env = dict(os.environ, LD_PRELOAD=build_shim(folder), MALLOC_ACCOUNT_OUT=log_path, MALLOC_ACCOUNT_DEPTH="4",
@@ -255,19 +288,23 @@ def run_child(args, folder: str) -> Tuple[dict, float, str]:
     if args.ir:
         env.update(MS_DEV_SAVE_GRAPHS="1", MS_DEV_DUMP_IR_PASSES="graph_build",
                    MS_DEV_SAVE_GRAPHS_PATH=os.path.join(folder, "ir"))
+    stopped: List[float] = []
     with open(os.path.join(folder, "output.txt"), "w") as out:
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", *train_argv(args)],
                                 cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+        threading.Thread(target=watch, args=(proc.pid, args.limit_mb, stopped), daemon=True).start()
         _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not os.path.exists(report):
+    if not os.path.exists(report + ".phases") or (os.waitstatus_to_exitcode(status) != 0 and not stopped):
         with open(os.path.join(folder, "output.txt")) as out:
             raise SystemExit(f"error: the training command failed:\n{out.read()[-3000:]}")
-    with open(report) as f:
-        return json.load(f), usage.ru_maxrss / 1024, log_path
+    with open(report + ".phases") as f:
+        phases = [json.loads(line) for line in f]
+    with open(report + ".maps") as f:
+        return {"phases": phases, "maps": f.read()}, usage.ru_maxrss / 1024, log_path, stopped[0] if stopped else None
 
 
 SHORT = {"imports": "imports", "torch module built": "torch net", "mindspore net built": "MS net",
-         "label set's text features": "text", "training step built": "step built", "end": "end",
+         "label set's text features": "text", "training step built": "step", "end": "end",
          "validation": "val", "training": "train", "checkpoint": "ckpt"}
 
 
@@ -308,6 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max_steps", type=int, default=2)
     parser.add_argument("--data_path", default=os.path.join(ROOT, "data", "bundled"))
     parser.add_argument("--ir", action="store_true", help="also dump and read every compiled graph's IR")
+    parser.add_argument("--limit_mb", type=float, default=21000,
+                        help="stop the command past this resident memory (or under 1 GB available on the machine)")
     parser.add_argument("--keep", default=None, help="keep the log, IR and output in this folder")
     parser.add_argument("--json", default=None, help="also write the account here")
     parser.add_argument("train_flags", nargs="*", help="after --: more train_lseg.py flags")
@@ -315,7 +354,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sys.path.insert(0, ROOT)
     folder = args.keep or tempfile.mkdtemp(prefix="ms_memory_account_")
     os.makedirs(folder, exist_ok=True)
-    child_report, peak_mb, log_path = run_child(args, folder)
+    child_report, peak_mb, log_path, stopped_mb = run_child(args, folder)
     library = Libraries(child_report["maps"])
     phases = child_report["phases"]
     shown = [p for p in phases if p["name"] != "imports"]
@@ -326,12 +365,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     title = (f"{args.backbone}, {args.crop_size}x{args.crop_size}, batch {args.batch_size}, 150 labels, "
              f"{args.max_steps} training batches: peak {peak_mb:.0f} MB (wait4), reached before the mark "
              f"'{peak_phase}'")
+    if stopped_mb is not None:
+        title += f"; STOPPED for memory at {stopped_mb:.0f} MB resident (--limit_mb {args.limit_mb:.0f})"
     print(format_table(title, columns, totals))
     if args.ir:
         print(ir_reports(folder))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"title": title, "peak_mb": peak_mb, "peak_phase": peak_phase,
+            json.dump({"title": title, "peak_mb": peak_mb, "peak_phase": peak_phase, "stopped_mb": stopped_mb,
                        "columns": [{"phase": name, "lines": values} for name, values in columns],
                        "phases_rss_mb": {p["name"]: p["rss_mb"] for p in phases}}, out, indent=1)
     if args.keep is None:
