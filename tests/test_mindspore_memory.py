@@ -73,14 +73,15 @@ def test_training_graph_keeps_no_index_tables(tmp_path):
     assert held.get("pool", 0) > 0 and held.get("onednn", 0) > 0, held  # the log sees the graphs' other blocks
 
 
-def graph_value_and_grad(fn, x: np.ndarray, dout: np.ndarray):
+def mindspore_value_and_grad(fn, x: np.ndarray, dout: np.ndarray, compiled: bool):
     param = ms.Parameter(ms.Tensor(x), name="x")
     weights = ms.Tensor(dout)
 
     def loss():
         return (fn(param * 1.0) * weights).sum()
 
-    value, (grad,) = ms.jit(ms.value_and_grad(loss, None, [param]), jit_level="O1")()
+    step = ms.value_and_grad(loss, None, [param])
+    value, (grad,) = (ms.jit(step, jit_level="O1") if compiled else step)()
     return float(value.asnumpy()), grad.asnumpy()
 
 
@@ -98,8 +99,9 @@ def divide_by_divisor(t):  # compiled: no imports inside
     return table_free.divide(t, table_free.expand(ms.Tensor(DIVISOR), DIVISOR.shape))
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["graph", "eager"])
 @pytest.mark.parametrize("name", ["softmax", "unit_normalize", "gelu", "divide"])
-def test_table_free_operations_give_torch_values_and_gradients(name):
+def test_table_free_operations_give_torch_values_and_gradients(name, compiled):
     rng = np.random.RandomState(0)
     x = (rng.randn(2, 6, 5, 4) * 2).astype(np.float32)
     dout = rng.randn(*x.shape).astype(np.float32)
@@ -109,7 +111,7 @@ def test_table_free_operations_give_torch_values_and_gradients(name):
         "gelu": (table_free.GELU(), torch.nn.functional.gelu),
         "divide": (divide_by_divisor, lambda t: t / torch.tensor(DIVISOR, dtype=torch.float64)),
     }[name]
-    value, grad = graph_value_and_grad(ms_fn, x, dout)
+    value, grad = mindspore_value_and_grad(ms_fn, x, dout, compiled)
     expected_value, expected_grad = torch_value_and_grad(torch_fn, x, dout)
     assert value == pytest.approx(expected_value, rel=1e-5, abs=1e-5)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
