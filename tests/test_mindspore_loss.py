@@ -77,3 +77,14 @@ def test_one_valid_pixel_and_large_logits():
     expected_value, expected_grad = torch_loss_and_grad(out, target)
     assert value == pytest.approx(expected_value, rel=1e-6)
     assert_gradients_close(grad, expected_grad)
+
+
+def test_gradient_sums_to_zero_over_the_labels_at_each_pixel():
+    """In exact arithmetic ``softmax - onehot`` sums to 0 over the labels; the ``arch_option=1`` head (each
+    pixel's max over the labels added back) carries any error of that sum into every gradient of the net.
+    Measured: 2.1e-7 of the pixel's weight here, 3.6e-6 with MindSpore's derived ``LogSoftmaxGrad``."""
+    out, target = case(0.0, seed=2, shape=(2, 5, 64, 64))
+    out *= 2.5  # a spread of 10, as the bottleneck head's logits reach
+    _, grad = mindspore_loss_and_grad(out, target, compiled=True)
+    weight = 1.0 / target.size
+    assert np.abs(grad.astype(np.float64).sum(axis=1)).max() < 1e-6 * weight
