@@ -17,8 +17,8 @@ from mindspore import ops
 
 from ..names import is_trained, ms_to_torch_name
 from .mindspore_backend import assign, compiler, named_parameters
+from .mindspore_loss import cross_entropy
 
-IGNORE_INDEX = -1
 GROUPS = ("pretrained.", "scratch.")  # upstream's parameter groups: the backbone, the decoder (10x the rate)
 
 
@@ -55,7 +55,7 @@ class LossAndGrad:
 
         def forward(x, target, text_features):
             out = net(x, text_features)
-            return ops.cross_entropy(out, target, ignore_index=IGNORE_INDEX), ops.argmax(out, 1).astype(ms.int32)
+            return cross_entropy(out, target), ops.argmax(out, 1).astype(ms.int32)
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
 

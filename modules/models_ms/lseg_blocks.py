@@ -109,7 +109,8 @@ class bottleneck_block(depthwise_block):
     """``arch_option=1``: depthwise conv plus the per-pixel max over labels."""
 
     def construct(self, x, act: bool = True):
-        x = self.depthwise(x) + x.max(axis=1, keepdims=True)
+        # the per-pixel max broadcast explicitly: a broadcasting add keeps index tables (``table_free``)
+        x = self.depthwise(x) + ops.broadcast_to(x.max(axis=1, keepdims=True), x.shape)
         if act:
             x = self.activation(x)
         return x
