@@ -169,10 +169,14 @@ class MindSporeModel(SegModel):
         def encode_text(tokens, eot):
             return net.clip_pretrained(tokens, eot)
 
+        def pixel_embeddings(x):
+            return net.pixel_embeddings(x)
+
         compile_ = compiler(self.mode)
         self._compiled_forward = compile_(forward)
         self._compiled_stages = compile_(forward_stages)
         self._compiled_text = compile_(encode_text)
+        self._compiled_pixels = compile_(pixel_embeddings)
 
     def ms_state(self) -> Dict[str, np.ndarray]:
         return {name: p.asnumpy() for name, p in named_parameters(self.net)}
@@ -207,6 +211,17 @@ class MindSporeModel(SegModel):
         import mindspore as ms
 
         return self.forward_tensor(ms.Tensor.from_numpy(images), text_features).asnumpy()
+
+    def _pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        self.net.set_train(False)
+        return self._compiled_pixels(ms.Tensor.from_numpy(images)).asnumpy()
+
+    def _normalized_text(self, text_features) -> np.ndarray:
+        from lang_seg.modules.models_ms.lseg_net import l2_normalize
+
+        return l2_normalize(text_features, -1).asnumpy()
 
     def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
         """Every stage of ``lang_seg.config.STAGES`` as numpy arrays (eval mode)."""

@@ -21,6 +21,11 @@ from .lseg_blocks import (
 from .lseg_vit import VitBackbone
 
 
+def l2_normalize(x, dim: int):
+    """``x`` divided by its L2 norm along ``dim``: what the cosine head compares."""
+    return x / ops.norm(x, dim=dim, keepdim=True)
+
+
 class LSegNet(nn.Cell):
     def __init__(self, options: NetOptions = NetOptions()):
         super().__init__()
@@ -49,8 +54,8 @@ class LSegNet(nn.Cell):
     def cosine_logits(self, image_features, text_features):
         n, _, h, w = image_features.shape
         image = image_features.transpose(0, 2, 3, 1).reshape(-1, self.out_c)
-        image = image / ops.norm(image, dim=-1, keepdim=True)
-        text = text_features / ops.norm(text_features, dim=-1, keepdim=True)
+        image = l2_normalize(image, -1)
+        text = l2_normalize(text_features, -1)
         if self.half_logits:
             # upstream's (and the reference's) order: cast to fp16, then scale by the fp16-rounded scale in fp16;
             # the fp16 product is summed in fp32 and rounded to fp16 once, as torch's fp16 matmul does
@@ -62,25 +67,43 @@ class LSegNet(nn.Cell):
             logits = ops.matmul(self.logit_scale * image, text.T)
         return logits.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
-    def forward_stages(self, x, text_features):
-        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+    def text_embeddings(self, tokens):
+        """``(L, context_length)`` CLIP token ids -> ``(L, out_c)`` text features, L2-normalised."""
+        tokens = tokens.astype(ms.int32)
+        eot = ops.argmax(tokens, dim=-1).astype(ms.int32)  # the end-of-text token has the largest id
+        return l2_normalize(self.clip_pretrained(tokens, eot), -1)
+
+    def encode_image(self, x):
+        """The image path's stages, ``layer_1`` to ``image_features`` (``(N, out_c, H/2, W/2)``, unnormalised)."""
         s = self.scratch
         layer_1, layer_2, layer_3, layer_4 = self.pretrained(x)
         path_4 = s.refinenet4.first(s.layer4_rn(layer_4))
         path_3 = s.refinenet3(path_4, s.layer3_rn(layer_3))
         path_2 = s.refinenet2(path_3, s.layer2_rn(layer_2))
         path_1 = s.refinenet1(path_2, s.layer1_rn(layer_1))
-        image_features = s.head1(path_1)
-        logits = self.cosine_logits(image_features, text_features)
+        return {"layer_1": layer_1, "layer_2": layer_2, "layer_3": layer_3, "layer_4": layer_4,
+                "path_4": path_4, "path_3": path_3, "path_2": path_2, "path_1": path_1,
+                "image_features": s.head1(path_1)}
+
+    def pixel_embeddings(self, x):
+        """``(N, out_c, H/2, W/2)`` image features, L2-normalised per pixel: the logits are
+        ``logit_scale`` times their dot products with ``text_embeddings``, upsampled x2."""
+        return l2_normalize(self.encode_image(x)["image_features"], 1)
+
+    def forward_stages(self, x, text_features):
+        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+        s = self.scratch
+        stages = self.encode_image(x)
+        logits = self.cosine_logits(stages["image_features"], text_features)
         out = logits
         if self.arch_option != 0:
             for _ in range(self.block_depth - 1):
                 out = s.head_block(out)
             out = s.head_block(out, False)
         out = s.output_conv(out)
-        return {"layer_1": layer_1, "layer_2": layer_2, "layer_3": layer_3, "layer_4": layer_4,
-                "path_4": path_4, "path_3": path_3, "path_2": path_2, "path_1": path_1,
-                "image_features": image_features, "logits": logits, "out": out}
+        stages["logits"] = logits
+        stages["out"] = out
+        return stages
 
     def construct(self, x, text_features):
         return self.forward_stages(x, text_features)["out"]
