@@ -81,6 +81,14 @@ def test_load_model_with_ade20k_labels_from_another_folder(site, tmp_path):
     assert result.stdout.splitlines()[-1] == "150 (1, 150, 64, 96) 30 4 21"
 
 
+def test_installed_package_has_the_export_command_and_runtime(site, tmp_path):
+    assert (site / "bin" / "lseg-export").is_file()
+    code = "import sys, lang_seg.export as e; print(e.__file__, [m for m in ('torch', 'mindspore') if m in sys.modules])"
+    result = run_installed(site, ["-c", code], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[0].startswith(str(site)) and result.stdout.strip().endswith("[]")
+
+
 @pytest.mark.slow
 def test_demo_runs_from_another_folder(site, tmp_path):
     result = run_installed(site, ["-m", "lang_seg.commands.demo", "--out", "demo_out"], cwd=tmp_path)

@@ -223,10 +223,14 @@ class MindSporeModel(SegModel):
         def encode_text(tokens, eot):
             return net.clip_pretrained(tokens, eot)
 
+        def pixel_embeddings(x):
+            return net.pixel_embeddings(x)
+
         compile_ = compiler(self.mode)
         self._compiled_forward = compile_(forward)
         self._compiled_stages = compile_(forward_stages)
         self._compiled_text = compile_(encode_text)
+        self._compiled_pixels = compile_(pixel_embeddings)
 
     def _ms_state(self, state: Dict[str, np.ndarray], what: str) -> Dict[str, np.ndarray]:
         """``state`` (torch names) under MindSpore's names, checked strictly (a missing, unexpected or misshapen
@@ -273,6 +277,15 @@ class MindSporeModel(SegModel):
         import mindspore as ms
 
         return self.forward_tensor(ms.from_numpy(images), text_features).asnumpy()
+
+    def _pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        self.net.set_train(False)
+        return self._compiled_pixels(ms.from_numpy(images)).asnumpy()
+
+    def _normalized_text(self, text_features) -> np.ndarray:
+        return self.net.unit_rows(text_features).asnumpy()
 
     def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
         """Every stage of ``lang_seg.config.STAGES`` as numpy arrays (eval mode)."""

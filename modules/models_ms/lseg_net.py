@@ -73,25 +73,45 @@ class LSegNet(nn.Cell):
         (``ops.matmul``'s gradient transposes)."""
         return self.batch_matmul(ops.broadcast_to(text, (image.shape[0],) + text.shape), image)
 
-    def forward_stages(self, x, text_features):
-        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+    def text_embeddings(self, tokens):
+        """``(L, context_length)`` CLIP token ids -> ``(L, out_c)`` text features, L2-normalised."""
+        tokens = tokens.astype(ms.int32)
+        eot = ops.argmax(tokens, dim=-1).astype(ms.int32)  # the end-of-text token has the largest id
+        return self.unit_rows(self.clip_pretrained(tokens, eot))
+
+    def encode_image(self, x):
+        """The image path's stages, ``layer_1`` to ``image_features`` (``(N, out_c, H/2, W/2)``, unnormalised)."""
         s = self.scratch
         layer_1, layer_2, layer_3, layer_4 = self.pretrained(x)
         path_4 = s.refinenet4.first(s.layer4_rn(layer_4))
         path_3 = s.refinenet3(path_4, s.layer3_rn(layer_3))
         path_2 = s.refinenet2(path_3, s.layer2_rn(layer_2))
         path_1 = s.refinenet1(path_2, s.layer1_rn(layer_1))
-        image_features = s.head1(path_1)
-        logits = self.cosine_logits(image_features, text_features)
+        return {"layer_1": layer_1, "layer_2": layer_2, "layer_3": layer_3, "layer_4": layer_4,
+                "path_4": path_4, "path_3": path_3, "path_2": path_2, "path_1": path_1,
+                "image_features": s.head1(path_1)}
+
+    def pixel_embeddings(self, x):
+        """``(N, out_c, H/2, W/2)`` image features, L2-normalised per pixel: the logits are
+        ``logit_scale`` times their dot products with ``text_embeddings``, upsampled x2."""
+        features = self.encode_image(x)["image_features"]
+        n, c, h, w = features.shape
+        return self.unit_channels(features.reshape(n, c, h * w)).reshape(n, c, h, w)
+
+    def forward_stages(self, x, text_features):
+        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+        s = self.scratch
+        stages = self.encode_image(x)
+        logits = self.cosine_logits(stages["image_features"], text_features)
         out = logits
         if self.arch_option != 0:
             for _ in range(self.block_depth - 1):
                 out = s.head_block(out)
             out = s.head_block(out, False)
         out = s.output_conv(out)
-        return {"layer_1": layer_1, "layer_2": layer_2, "layer_3": layer_3, "layer_4": layer_4,
-                "path_4": path_4, "path_3": path_3, "path_2": path_2, "path_1": path_1,
-                "image_features": image_features, "logits": logits, "out": out}
+        stages["logits"] = logits
+        stages["out"] = out
+        return stages
 
     def construct(self, x, text_features):
         return self.forward_stages(x, text_features)["out"]
