@@ -49,7 +49,7 @@ class SegModel:
 
     @property
     def patch_size(self) -> int:
-        return self.options.config.vit.patch_size
+        return self.options.config.patch_size
 
     def text_features(self, labels: Sequence[str]):
         """Backend tensor ``(L, C)`` of CLIP features; computed once per label set (the last

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from lang_seg.config import LOGIT_SCALE, STAGES, NetOptions, check_image_size
+from lang_seg.errors import LangSegError
 from lang_seg.labels import tokenize
 
 from .clip_text import ClipTextEncoder
@@ -33,10 +34,10 @@ class LSegNet(nn.Module):
         self.options = options
         config = options.config
         self.out_c = config.text.embed_dim
-        self.patch_size = config.vit.patch_size
+        self.patch_size = config.patch_size
 
         self.clip_pretrained = ClipTextEncoder(config.text)
-        self.pretrained = VitBackbone(config, readout=options.readout, pretrained=pretrained)
+        self.pretrained = self.image_encoder(options, pretrained)
         self.scratch = make_scratch(config.reassemble_features, options.features)
         for i in range(1, 5):
             setattr(self.scratch, f"refinenet{i}", make_fusion_block(options.features, options.use_bn))
@@ -51,6 +52,13 @@ class LSegNet(nn.Module):
             from lang_seg.weights import load_clip_text_pretrained
 
             load_clip_text_pretrained(self.clip_pretrained, config.text.clip_name, device)
+
+    def image_encoder(self, options: NetOptions, pretrained: bool) -> nn.Module:
+        """``pretrained``: the module that returns the four maps the decoder fuses (zero-shot nets override it)."""
+        if options.config.vit is None:
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it is upstream's zero-shot LSegRNNetZS "
+                               "(lang_seg.modules.models.lseg_net_zs.build_net builds it)")
+        return VitBackbone(options.config, readout=options.readout, pretrained=pretrained)
 
     # -- text ---------------------------------------------------------------
     def encode_text(self, labels: Sequence[str]) -> torch.Tensor:

@@ -9,6 +9,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from lang_seg.config import LOGIT_SCALE, NetOptions
+from lang_seg.errors import LangSegError
 
 from .clip_text import ClipTextEncoder
 from .lseg_blocks import (
@@ -33,7 +34,7 @@ class LSegNet(nn.Cell):
         self.logit_scale = LOGIT_SCALE
 
         self.clip_pretrained = ClipTextEncoder(config.text)
-        self.pretrained = VitBackbone(config, readout=options.readout)
+        self.pretrained = self.image_encoder(options)
         self.scratch = Scratch(config.reassemble_features, options.features)
         self.scratch.refinenet1 = FeatureFusionBlock_custom(options.features, options.use_bn)
         self.scratch.refinenet2 = FeatureFusionBlock_custom(options.features, options.use_bn)
@@ -45,6 +46,13 @@ class LSegNet(nn.Cell):
         elif options.arch_option == 2:
             self.scratch.head_block = depthwise_block(activation=options.activation)
         self.scratch.output_conv = nn.SequentialCell([Interpolate()])
+
+    def image_encoder(self, options: NetOptions) -> nn.Cell:
+        """``pretrained``: the cell that returns the four maps the decoder fuses (zero-shot nets override it)."""
+        if options.config.vit is None:
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it is upstream's zero-shot LSegRNNetZS "
+                               "(lang_seg.modules.models_ms.lseg_net_zs.build_net builds it)")
+        return VitBackbone(options.config, readout=options.readout)
 
     def cosine_logits(self, image_features, text_features):
         n, _, h, w = image_features.shape
