@@ -193,22 +193,25 @@ FEWSHOT_DATASETS = ("pascal", "coco", "fss")  # upstream's LSegModuleZS datasets
 def checkpoint_kind(ckpt: Checkpoint) -> Optional[bool]:
     """Whether ``ckpt`` holds one of upstream's zero-shot networks (True), LSegNet (False), or cannot say (None).
 
-    The ResNet trunk exists only zero-shot; this project's files say it in their options (``zero_shot``);
-    a training run's ``dataset`` names a few-shot benchmark or not; a head block or a decoder without
-    BatchNorm is LSegNet (the zero-shot nets have neither); other options written by this project predate
-    the zero-shot nets. An upstream ViT checkpoint without options is either (the same tensors): None.
+    The ResNet trunk exists only zero-shot; this project's files say it in their options (``zero_shot``,
+    None where it was not known); a head block or a decoder without BatchNorm is LSegNet (the zero-shot
+    nets have neither); a training run's ``dataset`` names a few-shot benchmark or not; other options
+    written by this project predate the zero-shot nets. An upstream ViT checkpoint without options is
+    either (the same tensors): None.
     """
     state, hparams = ckpt.state, ckpt.hyper_parameters or {}
     if RESNET_STEM in state:
         return True
     if isinstance(hparams.get("zero_shot"), bool):
         return hparams["zero_shot"]
-    if isinstance(hparams.get("dataset"), str):
-        return hparams["dataset"] in FEWSHOT_DATASETS
     if any(k.startswith("scratch.head_block.") for k in state) or "scratch.refinenet1.resConfUnit1.bn1.weight" not in state:
         return False
+    if isinstance(hparams.get("dataset"), str):
+        return hparams["dataset"] in FEWSHOT_DATASETS
+    if "zero_shot" in hparams:  # written as not known (a conversion of an upstream file without options)
+        return None
     if any(k in NetOptions.__dataclass_fields__ or k == "num_features" for k in hparams):
-        return False
+        return False  # options written before the zero-shot networks existed here: LSegNet's
     return None
 
 

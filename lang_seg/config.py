@@ -132,7 +132,7 @@ BACKBONES: Dict[str, BackboneConfig] = {
     "clip_resnet101": _resnet_backbone("clip_resnet101", ResNetConfig((3, 4, 23, 3), torchvision_name="resnet101"),
                                        _TEXT_VITB32),
     "tiny_resnet": _resnet_backbone("tiny_resnet", ResNetConfig((1, 1, 1, 1), stem_width=8, widths=(8, 16, 32, 64)),
-                                    TextConfig(width=32, layers=2, heads=2, embed_dim=512)),
+                                    TextConfig(width=16, layers=1, heads=2, embed_dim=512)),
 }
 
 def check_backend(backend: str) -> str:
@@ -170,8 +170,9 @@ class NetOptions:
     # Upstream casts image features to fp16 before the cosine product (its CLIP runs in
     # fp16 on CUDA). Off by default: fp32 logits.
     half_logits: bool = False
-    # Upstream's zero-shot networks (LSegNetZS, LSegRNNetZS: BatchNorm, no head block), scored per episode
-    # on the label pair ("others", class). None: True for the ResNet trunk (which exists only there), else False.
+    # True: upstream's zero-shot networks (LSegNetZS, LSegRNNetZS: BatchNorm, no head block), scored per
+    # episode on the label pair ("others", class); False: LSegNet. None: LSegNet, trained either way (an upstream
+    # ViT checkpoint without options has the same tensors for both); the ResNet trunk exists only zero-shot.
     zero_shot: Optional[bool] = None
 
     def __post_init__(self):
@@ -194,8 +195,8 @@ class NetOptions:
         if self.features < 1:
             raise LangSegError(f"features must be positive (got {self.features})")
         resnet = BACKBONES[self.backbone].resnet is not None
-        if self.zero_shot is None:
-            object.__setattr__(self, "zero_shot", resnet)
+        if resnet and self.zero_shot is None:
+            object.__setattr__(self, "zero_shot", True)
         if resnet and not self.zero_shot:
             raise LangSegError(f"backbone {self.backbone} exists only as upstream's zero-shot network "
                                "(LSegRNNetZS): use it with zero_shot=True, or choose a ViT backbone")
