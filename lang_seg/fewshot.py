@@ -141,12 +141,13 @@ class FewShotMetric:
             raise LangSegError(f"class ids of {self.benchmark.title} run from 0 to {self.benchmark.classes - 1}")
         self.intersection = np.zeros((2, self.benchmark.classes), np.float64)
         self.union = np.zeros_like(self.intersection)
-        self.episodes = 0
+        self.episodes = np.zeros(self.benchmark.classes, np.int64)  # per class
 
     def update(self, intersection: np.ndarray, union: np.ndarray, class_ids: Sequence[int]) -> None:
-        np.add.at(self.intersection, (slice(None), np.asarray(class_ids, np.int64)), intersection)
-        np.add.at(self.union, (slice(None), np.asarray(class_ids, np.int64)), union)
-        self.episodes += len(class_ids)
+        ids = np.asarray(class_ids, np.int64)
+        np.add.at(self.intersection, (slice(None), ids), intersection)
+        np.add.at(self.union, (slice(None), ids), union)
+        np.add.at(self.episodes, ids, 1)
 
     def add(self, prediction, target, class_ids: Sequence[int], ignore=None) -> None:
         """One batch of episodes: 0/1 predicted masks, 0/1 targets, the episodes' class ids."""

@@ -57,7 +57,8 @@ def _read(relative: str) -> str:
     if not path.is_file():
         raise LangSegError(f"split list {path} is missing from the installed package: reinstall lang-seg-ms")
     data = path.read_bytes()
-    return (gzip.decompress(data) if relative.endswith(".gz") else data).decode("utf-8")
+    text = (gzip.decompress(data) if relative.endswith(".gz") else data).decode("utf-8")
+    return text.replace("\r\n", "\n")  # upstream opens them in text mode (fss/test.txt has CRLF endings)
 
 
 def pascal_split(split: str, fold: int) -> List[Tuple[str, int]]:
