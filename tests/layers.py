@@ -6,19 +6,19 @@ Entries name a module or a package prefix; the most specific entry wins.
 """
 LAYERS = (
     ("facts", ("lang_seg.errors", "lang_seg.config", "lang_seg.names", "lang_seg.files", "lang_seg.labels",
-               "lang_seg.images", "lang_seg.metrics", "lang_seg.weights", "lang_seg.checkout", "lang_seg.label_files",
-               "lang_seg.configs")),
+               "lang_seg.images", "lang_seg.metrics", "lang_seg.fewshot", "lang_seg.weights", "lang_seg.checkout",
+               "lang_seg.label_files", "lang_seg.configs")),
     ("nets", ("lang_seg.modules.models", "lang_seg.modules.models_ms")),
     ("library", ("lang_seg", "lang_seg.api", "lang_seg.model", "lang_seg.evaluate", "lang_seg.checkpoint",
                  "lang_seg.checkpoint_ms", "lang_seg.safe_load", "lang_seg.backends")),
     ("Lightning shell", ("lang_seg.modules", "lang_seg.data")),
-    ("commands", ("lang_seg.commands", "train_lseg", "test_lseg", "prepare_ade20k")),
+    ("commands", ("lang_seg.commands", "train_lseg", "test_lseg", "test_lseg_zs", "prepare_ade20k")),
     ("tools", ("lang_seg.tools",)),
 )
 # folders of the package, and where a checkout keeps them (lang_seg/checkout.py)
 PACKAGES = {"lang_seg": "lang_seg", "lang_seg.modules": "modules", "lang_seg.data": "data",
             "lang_seg.label_files": "label_files", "lang_seg.configs": "configs"}
-SCRIPTS = ("train_lseg", "test_lseg", "prepare_ade20k")
+SCRIPTS = ("train_lseg", "test_lseg", "test_lseg_zs", "prepare_ade20k")
 
 
 def layer_of(module: str) -> int:
