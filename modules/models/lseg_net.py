@@ -56,8 +56,8 @@ class LSegNet(nn.Module):
     def image_encoder(self, options: NetOptions, pretrained: bool) -> nn.Module:
         """``pretrained``: the module that returns the four maps the decoder fuses (zero-shot nets override it)."""
         if options.config.vit is None:
-            raise LangSegError(f"backbone {options.backbone} has no ViT: it is upstream's zero-shot LSegRNNetZS "
-                               "(lang_seg.modules.models.lseg_net_zs.build_net builds it)")
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it exists only as upstream's zero-shot "
+                               "LSegRNNetZS (lang_seg.load_model, test_lseg_zs.py)")
         return VitBackbone(options.config, readout=options.readout, pretrained=pretrained)
 
     # -- text ---------------------------------------------------------------

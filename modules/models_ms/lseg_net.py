@@ -50,8 +50,8 @@ class LSegNet(nn.Cell):
     def image_encoder(self, options: NetOptions) -> nn.Cell:
         """``pretrained``: the cell that returns the four maps the decoder fuses (zero-shot nets override it)."""
         if options.config.vit is None:
-            raise LangSegError(f"backbone {options.backbone} has no ViT: it is upstream's zero-shot LSegRNNetZS "
-                               "(lang_seg.modules.models_ms.lseg_net_zs.build_net builds it)")
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it exists only as upstream's zero-shot "
+                               "LSegRNNetZS (lang_seg.load_model, test_lseg_zs.py)")
         return VitBackbone(options.config, readout=options.readout)
 
     def cosine_logits(self, image_features, text_features):
