@@ -81,6 +81,8 @@ def test_one_shot_and_batches(tmp_path, checkpoint, capsys, monkeypatch):
     (["--weights", "{lseg}"], "holds LSegNet, not one of upstream's zero-shot networks (its options or its head block "
                               "say so): evaluate it with test_lseg.py"),
     (["--weights", "{tmp}/none.ckpt"], "checkpoint {tmp}/none.ckpt does not exist: check --weights"),
+    (["--img-size", "100"], "--img-size 100 is not a multiple of 32, the patch size (or stride) of tiny_resnet: use "
+                            "e.g. 96"),
 ])
 def test_bad_input_is_one_line(tmp_path, checkpoint, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -120,16 +120,26 @@ def check_flags(args) -> None:
         raise LangSegError(f"--episodes must be at least 1, got {args.episodes}")
 
 
-def load(args):
-    """The checkpoint as a zero-shot model; an LSegNet checkpoint (ADE20K-style) is refused in one line."""
-    import lang_seg
-    from lang_seg.checkpoint import checkpoint_kind, read_checkpoint
+def read(args):
+    """``(checkpoint, options)`` of a zero-shot checkpoint; an LSegNet one (ADE20K-style) is refused in one line."""
+    from lang_seg.checkpoint import checkpoint_kind, infer_options, read_checkpoint
 
     ckpt = read_checkpoint(args.weights, args.trust)
     if checkpoint_kind(ckpt) is False:
         raise LangSegError(f"checkpoint {args.weights} holds LSegNet, not one of upstream's zero-shot networks (its "
                            "options or its head block say so): evaluate it with test_lseg.py, or pass a zero-shot "
                            "checkpoint")
+    options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=args.backbone, zero_shot=True)
+    patch = options.config.patch_size
+    if args.img_size % patch:
+        raise LangSegError(f"--img-size {args.img_size} is not a multiple of {patch}, the patch size (or stride) of "
+                           f"{options.backbone}: use e.g. {max(patch, round(args.img_size / patch) * patch)}")
+    return ckpt, options
+
+
+def load(args, ckpt):
+    import lang_seg
+
     device = "cpu" if args.no_cuda else args.device
     return lang_seg.load_model(ckpt, backend=args.backend, backbone=args.backbone, device=device,
                                ms_mode=args.ms_mode, zero_shot=True)
@@ -170,19 +180,18 @@ def evaluate(args, benchmark: str) -> int:
 
     from tqdm import tqdm
 
-    from lang_seg.config import check_image_size
     from lang_seg.data.fewshot import build_dataset
     from lang_seg.fewshot import BENCHMARKS, FewShotMetric, episode_predictions
 
-    model = load(args)
-    check_image_size(args.img_size, args.img_size, model.patch_size)
+    ckpt, options = read(args)
     datapath = datapath_of(args, benchmark)
-    with warnings.catch_warnings(record=True) as notes:
+    with warnings.catch_warnings(record=True) as notes:  # the dataset is checked before the model is built
         warnings.simplefilter("always")
         dataset = build_dataset(benchmark, datapath, args.fold, "test", args.nshot, img_size=args.img_size,
-                                norm=model.options.config.norm, seed=args.episode_seed, load_support=False)
+                                norm=options.config.norm, seed=args.episode_seed, load_support=False)
     for note in notes:
         print(f"note: {note.message}")
+    model = load(args, ckpt)
     total = len(dataset) if args.episodes is None else min(args.episodes, len(dataset))
     title = BENCHMARKS[benchmark].title
     print(f"LSeg {model.options.backbone} ({type(model.net).__name__}) on {model.backend} ({model.device}); {title} "
