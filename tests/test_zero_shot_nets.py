@@ -147,3 +147,10 @@ def test_resnet_logits_need_multiples_of_32():
     assert model.patch_size == 32
     with pytest.raises(LangSegError, match="not a multiple of the patch size 32"):
         model.logits(np.zeros((1, 3, 64, 80), np.float32), ["others", "dog"])
+
+
+def test_segment_refuses_imagenet_normalised_backbones():
+    """The multi-scale evaluator normalises as LSeg's ViTs were trained; the ResNet trunk wants ImageNet's."""
+    model = lang_seg.load_model(None, backbone="tiny_resnet", seed=0)
+    with pytest.raises(LangSegError, match="takes ImageNet-normalised ones"):
+        model.segment(np.zeros((64, 64, 3), np.uint8), ["others", "dog"], scales=(1.0,), flip=False)
