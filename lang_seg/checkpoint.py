@@ -194,8 +194,8 @@ def checkpoint_kind(ckpt: Checkpoint) -> Optional[bool]:
     """Whether ``ckpt`` holds one of upstream's zero-shot networks (True), LSegNet (False), or cannot say (None).
 
     The ResNet trunk exists only zero-shot; this project's files say it in their options (``zero_shot``,
-    None where it was not known); a head block or a decoder without BatchNorm is LSegNet (the zero-shot
-    nets have neither); a training run's ``dataset`` names a few-shot benchmark or not; other options
+    None where it was not known); a head block, a decoder without BatchNorm or a ViT readout other than
+    the projection is LSegNet (the zero-shot nets have none of these); a training run's ``dataset`` names a few-shot benchmark or not; other options
     written by this project predate the zero-shot nets. An upstream ViT checkpoint without options is
     either (the same tensors): None.
     """
@@ -205,6 +205,8 @@ def checkpoint_kind(ckpt: Checkpoint) -> Optional[bool]:
     if isinstance(hparams.get("zero_shot"), bool):
         return hparams["zero_shot"]
     if any(k.startswith("scratch.head_block.") for k in state) or "scratch.refinenet1.resConfUnit1.bn1.weight" not in state:
+        return False
+    if "pretrained.act_postprocess1.0.project.0.weight" not in state:  # upstream's LSegNetZS reads out by projection
         return False
     if isinstance(hparams.get("dataset"), str):
         return hparams["dataset"] in FEWSHOT_DATASETS

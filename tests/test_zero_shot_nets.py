@@ -109,6 +109,8 @@ def test_checkpoint_kind_tells_zero_shot_from_lseg(tmp_path):
     assert checkpoint_kind(resnet) is True  # the ResNet trunk exists only zero-shot
     assert checkpoint_kind(upstream_vit) is None  # the same tensors either way
     assert checkpoint_kind(with_head) is False  # a head block: LSegNet
+    no_projection = {k: v for k, v in upstream_vit.state.items() if ".project." not in k}
+    assert checkpoint_kind(Checkpoint(no_projection, {})) is False  # readout ignore/add: LSegNet
     state = upstream_vit.state
     kinds = {}
     for name, hparams in {"fss": {"dataset": "fss"}, "ade": {"dataset": "ade20k"}, "zs": {"zero_shot": True},
