@@ -195,9 +195,9 @@ def checkpoint_kind(ckpt: Checkpoint) -> Optional[bool]:
 
     The ResNet trunk exists only zero-shot; this project's files say it in their options (``zero_shot``,
     None where it was not known); a head block, a decoder without BatchNorm or a ViT readout other than
-    the projection is LSegNet (the zero-shot nets have none of these); a training run's ``dataset`` names a few-shot benchmark or not; other options
-    written by this project predate the zero-shot nets. An upstream ViT checkpoint without options is
-    either (the same tensors): None.
+    the projection is LSegNet (the zero-shot nets have none of these); a training run's ``dataset``
+    names a few-shot benchmark or not; other options written by this project predate the zero-shot
+    nets. An upstream ViT checkpoint without options is either (the same tensors): None.
     """
     state, hparams = ckpt.state, ckpt.hyper_parameters or {}
     if RESNET_STEM in state:

@@ -54,6 +54,9 @@ class TextConfig:
     clip_name: Optional[str] = None  # clip.load name for pretrained weights
 
 
+BOTTLENECK_EXPANSION = 4  # a ResNet bottleneck's output is 4x its inner width
+
+
 @dataclass(frozen=True)
 class ResNetConfig:
     """torchvision's bottleneck ResNet: ``blocks`` per stage, the stem's and each stage's inner width
@@ -67,7 +70,7 @@ class ResNetConfig:
 
     @property
     def out_features(self) -> Tuple[int, int, int, int]:
-        return tuple(4 * w for w in self.widths)
+        return tuple(BOTTLENECK_EXPANSION * w for w in self.widths)
 
 
 # The normalisation each image trunk was trained with (upstream's few-shot readers switch on the backbone).

@@ -17,9 +17,8 @@ from typing import List
 import torch
 import torch.nn as nn
 
+from lang_seg.config import BOTTLENECK_EXPANSION as EXPANSION
 from lang_seg.config import ResNetConfig
-
-EXPANSION = 4  # a bottleneck's output is 4x its inner width
 
 
 class Bottleneck(nn.Module):

@@ -14,9 +14,8 @@ from __future__ import annotations
 from mindspore import nn
 from mindspore.common.initializer import HeNormal
 
+from lang_seg.config import BOTTLENECK_EXPANSION as EXPANSION
 from lang_seg.config import ResNetConfig
-
-EXPANSION = 4
 
 
 def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
