@@ -19,6 +19,15 @@ from PIL import Image
 from lang_seg.files import atomic_write
 
 ROOT = Path(__file__).resolve().parent / "bundled"
+KEYWORD = "bundled"  # --data_path bundled: this dataset, from any folder
+
+
+def resolve(data_path) -> str:
+    """A ``--data_path`` as every command reads it: a folder relative to the working directory, or ``bundled``
+    for this dataset (a folder of that name in the working directory comes first)."""
+    if str(data_path) == KEYWORD and not Path(KEYWORD).is_dir():
+        return str(ROOT)
+    return str(data_path)
 SIZE = (320, 240)  # width, height of generated scenes
 N_TRAIN, N_VAL = 24, 6
 

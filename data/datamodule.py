@@ -1,12 +1,13 @@
 """LightningDataModule for lang-seg's segmentation datasets."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import pytorch_lightning as pl
 import torch
 
-from . import get_dataset
+from . import default_workers
+from .registry import data_root, dataset_class, dataset_labels, get_dataset
 
 
 class EpochSampler(torch.utils.data.DistributedSampler):
@@ -46,21 +47,33 @@ class EpochSampler(torch.utils.data.DistributedSampler):
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
-    (relative to the working directory; None: the small dataset bundled with the package)."""
+    (relative to the working directory; None or ``bundled``: the small datasets bundled with the package).
+    ``base_size``/``crop_size`` default to the dataset's (upstream's); ``num_workers`` None: upstream's 16
+    loading processes, at most one per core (``default_workers``)."""
 
     def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
-                 base_size: int = 520, crop_size: int = 480, num_workers: int = 0, blur: bool = False,
-                 seed: Optional[int] = None):
+                 base_size: Optional[int] = None, crop_size: Optional[int] = None, num_workers: Optional[int] = None,
+                 blur: bool = False, seed: Optional[int] = None):
         super().__init__()
-        self.save_hyperparameters()
+        reader = dataset_class(dataset)  # an unknown name stops here, with the choices
+        base_size, crop_size = base_size or reader.BASE_SIZE, crop_size or reader.CROP_SIZE
+        self.save_hyperparameters()  # the sizes as resolved
         self.trainset = self.valset = None
         self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (lang_seg.modules.callbacks.Interruptible)
 
     @property
     def root(self) -> str:
-        from .bundled import ROOT
+        return str(data_root(self.hparams.data_path))
 
-        return str(ROOT) if self.hparams.data_path is None else self.hparams.data_path
+    @property
+    def labels(self) -> List[str]:
+        """The dataset's class names, in class-id order: the model's label set when none is given."""
+        opened = self.trainset or self.valset
+        return opened.labels if opened is not None else dataset_labels(self.hparams.dataset, self.hparams.data_path)
+
+    @property
+    def workers(self) -> int:
+        return default_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
@@ -79,12 +92,16 @@ class SegmentationDataModule(pl.LightningDataModule):
                    if seed is not None else None)
         if sampler is not None:
             sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
+            if trainer is not None:
+                # Lightning creates the loader's iterator before its set_epoch, and with workers the iterator
+                # draws the first indices at once: a resumed run would repeat epoch 0's order otherwise
+                sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return torch.utils.data.DataLoader(
             self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
-            drop_last=True, num_workers=self.hparams.num_workers,
+            drop_last=True, num_workers=self.workers,
         )
 
     def val_dataloader(self):
         return torch.utils.data.DataLoader(
-            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers,
+            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.workers,
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter, ImageOps
@@ -18,9 +17,9 @@ NORM_STD = (0.5, 0.5, 0.5)
 
 
 def sync_transform(img: Image.Image, mask: Image.Image, base_size: int, crop_size: int, blur: bool = False,
-                   rng: random.Random = random):
-    """Random mirror, long side scaled to 0.5-2.0 x ``base_size``, padding (mask value 0 = ignore after
-    the shift), random ``crop_size`` crop."""
+                   rng: random.Random = random, mask_fill: int = 0):
+    """Random mirror, long side scaled to 0.5-2.0 x ``base_size``, padding (the mask with ``mask_fill``, a
+    value the dataset ignores: ADE20K's 0), random ``crop_size`` crop."""
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
         mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
@@ -38,7 +37,7 @@ def sync_transform(img: Image.Image, mask: Image.Image, base_size: int, crop_siz
         padh = crop_size - oh if oh < crop_size else 0
         padw = crop_size - ow if ow < crop_size else 0
         img = ImageOps.expand(img, border=(0, 0, padw, padh), fill=0)
-        mask = ImageOps.expand(mask, border=(0, 0, padw, padh), fill=0)
+        mask = ImageOps.expand(mask, border=(0, 0, padw, padh), fill=mask_fill)
     w, h = img.size
     x1 = rng.randint(0, w - crop_size)
     y1 = rng.randint(0, h - crop_size)
@@ -63,11 +62,6 @@ def val_sync_transform(img: Image.Image, mask: Image.Image, crop_size: int):
     y1 = int(round((h - crop_size) / 2.0))
     box = (x1, y1, x1 + crop_size, y1 + crop_size)
     return img.crop(box), mask.crop(box)
-
-
-def ade20k_target(mask: Image.Image) -> torch.Tensor:
-    """ADE20K mask values 0 ("other") .. 150 -> ignore index -1, classes 0 .. 149."""
-    return torch.from_numpy(np.asarray(mask, dtype=np.int64) - 1)
 
 
 def to_normalized_tensor(img: Image.Image) -> torch.Tensor:

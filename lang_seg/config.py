@@ -28,6 +28,8 @@ STAGES = (
     "image_features", "logits", "out",
 )
 
+CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
+
 # exp(log(1/0.07)) in float32, as upstream computes it; a constant (upstream never optimises it)
 LOGIT_SCALE = float(np.exp(np.float32(np.log(1 / 0.07)), dtype=np.float32))
 
@@ -49,7 +51,7 @@ class TextConfig:
     layers: int
     heads: int
     embed_dim: int  # CLIP joint embedding size = LSeg head output channels
-    context_length: int = 77
+    context_length: int = CONTEXT_LENGTH
     vocab_size: int = 49408
     clip_name: Optional[str] = None  # clip.load name for pretrained weights
 

@@ -8,6 +8,15 @@ class LangSegError(Exception):
     instead of a traceback.
     """
 
+    WORKER = "Caught LangSegError in DataLoader worker"
+
+    def __init__(self, message="", *args):
+        # torch's DataLoader raises a worker's exception again in the main process as the same type, with the
+        # worker's traceback as its message: keep the one line the worker raised
+        if isinstance(message, str) and message.startswith(self.WORKER) and "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split("LangSegError: ", 1)[-1]
+        super().__init__(message, *args)
+
 
 def cli_errors(main):
     """Decorate a CLI ``main``: a LangSegError prints ``error: <message>`` and returns status 2."""

@@ -1,15 +1,18 @@
 """One way to write a file: never half-written, durable once written, with the usual permissions.
 
 Every writer of the project (checkpoints of both frameworks, label maps, logs,
-Lightning's checkpoint plugin) goes through ``atomic_write``.
+Lightning's checkpoint plugin) goes through ``atomic_write``; a folder of outputs
+(an export) through ``atomic_folder``.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import LangSegError
 
@@ -78,3 +81,52 @@ def write_json(path, data, indent: int = 2) -> None:
     import json
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=indent)))
+
+
+def _folder_error(path, exc: OSError) -> LangSegError:
+    fix = _FIXES.get(exc.errno, "check the path")
+    return LangSegError(f"cannot write {path} ({exc.strerror or exc}): {fix}; nothing was written")
+
+
+@contextlib.contextmanager
+def atomic_folder(path) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``path``; when the block ends without error it takes ``path``'s
+    place (an earlier folder there is removed only then), otherwise it is removed and ``path`` is unchanged.
+
+    The caller decides whether an existing ``path`` may be replaced. Files are flushed to disk before the
+    rename; the folder gets the usual permissions (``mkdtemp`` makes 0700). A crash between moving an
+    earlier folder aside and renaming the new one leaves the earlier one as ``.<name>.old-*/<name>``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise _folder_error(path, exc) from None
+    aside = None
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                _fsync(file)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.rename(path, aside / path.name)
+        os.rename(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None and not path.exists() and (aside / path.name).exists():
+            os.rename(aside / path.name, path)  # put the earlier folder back
+        if isinstance(exc, OSError):
+            raise _folder_error(path, exc) from None
+        raise
+    finally:
+        if aside is not None and path.exists():  # a folder stands at path again: the one aside may go
+            shutil.rmtree(aside, ignore_errors=True)
+    try:
+        _fsync(path.parent, directory=True)
+    except OSError:
+        pass

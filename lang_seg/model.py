@@ -6,9 +6,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .config import CLIP_LSEG_NORM, NetOptions, check_image_size
+from .config import CLIP_LSEG_NORM, LOGIT_SCALE, NetOptions, check_image_size
 from .errors import LangSegError
-from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, segment
+from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, bilinear_resize, segment
 from .labels import check_labels
 
 TEXT_CACHE_SIZE = 8  # label sets; 150 ADE20K labels take 0.3 MB of features
@@ -34,6 +34,16 @@ def check_images(images, patch_size: int) -> np.ndarray:
         raise LangSegError(f"images hold {int(bad.sum())} NaN or infinite values (first at index {where}): "
                            "replace them, e.g. with np.nan_to_num, before segmenting")
     return np.asarray(images, order="C")
+
+
+def logits_from_embeddings(pixel_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+    """The identity that ties the embeddings to ``SegModel.logits`` (``arch_option`` 0, upstream's LSeg):
+    ``LOGIT_SCALE`` times each pixel's cosine similarity with each label, ``(N, L, H/2, W/2)``, then the head's
+    x2 bilinear upsampling with aligned corners to ``(N, L, H, W)``. Numpy only: the runtime segmenter's path."""
+    n, c, h, w = pixel_embeddings.shape
+    pixels = np.ascontiguousarray(pixel_embeddings.reshape(n, c, h * w).transpose(0, 2, 1), dtype=np.float32)
+    low = ((LOGIT_SCALE * pixels) @ text_embeddings.T.astype(np.float32)).transpose(0, 2, 1).reshape(n, -1, h, w)
+    return np.stack([bilinear_resize(scores, 2 * h, 2 * w) for scores in low])
 
 
 class SegModel:
@@ -68,6 +78,20 @@ class SegModel:
         images = check_images(images, self.patch_size)
         return self._forward(images, self.text_features(labels))
 
+    def pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        """``(N, C, H/2, W/2)`` float32 per-pixel embeddings in CLIP's space, L2-normalised per pixel
+        (C = the text tower's width: 512 for the ViT backbones, upstream's ``head1``).
+
+        With ``arch_option`` 0 (upstream's LSeg), ``logits(images, labels)`` equals
+        ``logits_from_embeddings(pixel_embeddings(images), text_embeddings(labels))``: the scaled cosine
+        similarity, then the x2 upsampling (``arch_option`` 1 and 2 put a head block between the two).
+        """
+        return self._pixel_embeddings(check_images(images, self.patch_size))
+
+    def text_embeddings(self, labels: Sequence[str]) -> np.ndarray:
+        """``(L, C)`` float32 CLIP embeddings of the labels, L2-normalised (from the cached text features)."""
+        return self._normalized_text(self.text_features(labels))
+
     def segment(self, image, labels, scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
                 base_size: int = BASE_SIZE, crop_size: int = CROP_SIZE,
                 max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
@@ -95,6 +119,12 @@ class SegModel:
         raise NotImplementedError
 
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
+        raise NotImplementedError
+
+    def _pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _normalized_text(self, text_features) -> np.ndarray:
         raise NotImplementedError
 
     def __repr__(self):

@@ -10,6 +10,7 @@ truncated torch file is reported as one, not as "not a checkpoint".
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from pathlib import Path
@@ -54,13 +55,11 @@ def named_globals(path) -> List[str]:
         raise damaged(path, exc) from None
 
 
-def _allowed(names: Iterable[str]) -> list:
-    """``SAFE_GLOBALS`` among ``names``, imported (only when named: Lightning's import takes seconds)."""
-    found = []
-    for name in names:
-        if name in SAFE_GLOBALS:
-            found.append((_resolve(name), name))
-    return found
+def _allowed(names: Iterable[str], trust: bool = False) -> list:
+    """What a weights-only load may unpickle among ``names``: the ``SAFE_GLOBALS`` (with ``trust``, every
+    name that imports here), imported only when named (Lightning's import takes seconds)."""
+    found = [(_resolve(name), name) for name in names if trust or name in SAFE_GLOBALS]
+    return [(obj, name) for obj, name in found if obj is not None]
 
 
 def refuse(path, name: str) -> LangSegError:
@@ -82,20 +81,31 @@ def _checked_globals(path, trust: bool) -> List[str]:
 
 
 def lightning_weights_only(path, trust: bool = False) -> bool:
-    """Ready ``path`` for Lightning's own loader (``ckpt_path``: resume, validate), which reads weights-only
-    by default: refuse what is not a torch file or would run code, allow the ``SAFE_GLOBALS`` it names,
-    and return the ``weights_only`` to pass (False only when trusted)."""
-    import torch
-
+    """Check ``path`` for Lightning's own loader (``ckpt_path``: resume, validate), which reads weights-only
+    by default: refuse what is not a torch file or would run code, and return the ``weights_only`` to pass
+    (False only when trusted). Nothing is added to torch's process-wide allowlist: the loads themselves
+    allow what they need (``allowed_globals``, ``lang_seg.modules.checkpoint_io``)."""
     if file_kind(path) == "other":
         raise LangSegError(f"checkpoint {path} is not a torch (Lightning) checkpoint: pass a .ckpt written by "
                            "train_lseg.py (MindSpore files: convert them with python -m lang_seg.commands.convert)")
-    names = _checked_globals(path, trust)
-    allowed = _allowed(names)
-    if trust:  # LightningCLI reads the file's hyper-parameters weights-only whatever it is told: allow its names
-        allowed += [(_resolve(n), n) for n in names if n not in SAFE_GLOBALS and _resolve(n) is not None]
-    torch.serialization.add_safe_globals(allowed)
+    _checked_globals(path, trust)
     return not trust
+
+
+def project_globals() -> list:
+    """``SAFE_GLOBALS``, imported, for a weights-only load of a lang-seg checkpoint."""
+    return _allowed(SAFE_GLOBALS)
+
+
+@contextlib.contextmanager
+def allowed_globals(path, trust: bool = False):
+    """For the one weights-only load inside the block: what torch's loader may unpickle of ``path`` beyond
+    its own set (``SAFE_GLOBALS``; with ``trust``, everything the file names). The allowlist is torch's own
+    context manager, so nothing is left allowed for any other load once the block ends."""
+    import torch
+
+    with torch.serialization.safe_globals(_allowed(_checked_globals(path, trust), trust)):
+        yield
 
 
 def _resolve(name: str):

@@ -12,19 +12,29 @@ from typing import List, Optional
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
 
 from lang_seg.errors import LangSegError
 
 
+@rank_zero_only
+def say(*args, **kwargs) -> None:
+    """``print`` on the first process only."""
+    print(*args, **kwargs)
+
+
 class FiniteLoss(pl.Callback):
-    """Stop at the first non-finite loss, before anything is saved from it."""
+    """Stop at the first non-finite loss, before anything is saved from it: every process of a DDP run
+    together (one decision across them), so none is left waiting at the next collective."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
+        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
+        if not trainer.strategy.reduce_boolean_decision(finite, all=True):
             where = trainer.log_dir or trainer.default_root_dir
+            value = float(loss) if not finite else "finite here, non-finite on another process"
             raise LangSegError(
-                f"non-finite loss ({float(loss)}) at step {trainer.global_step}, epoch {trainer.current_epoch}: "
+                f"non-finite loss ({value}) at step {trainer.global_step}, epoch {trainer.current_epoch}: "
                 f"lower the base learning rate; the last good checkpoint is kept under {where}"
             )
 
@@ -80,8 +90,8 @@ class Interruptible(pl.Callback):
             progress.increment_completed()
         path = os.path.join(last[0].dirpath, "last.ckpt")
         trainer.save_checkpoint(path)
-        print(f"interrupted at step {trainer.global_step} (epoch {trainer.current_epoch}): saved {path}; "
-              "run the same command to resume from it", file=sys.stderr)
+        say(f"interrupted at step {trainer.global_step} (epoch {trainer.current_epoch}): saved {path}; "
+            "run the same command to resume from it", file=sys.stderr)
 
 
 class FitSummary(pl.Callback):
@@ -97,6 +107,7 @@ class FitSummary(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batch_seconds.append(time.perf_counter() - self._start)
 
+    @rank_zero_only  # one summary for the run, not one per process
     def on_fit_end(self, trainer, pl_module):
         last = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
         best = trainer.checkpoint_callback

@@ -7,10 +7,12 @@ checkpoint are written through a temporary name, and the run stops at the first
 non-finite loss.
 
 Devices and processes, as upstream trains (every GPU, DDP, synchronised BatchNorm): the accelerator and
-devices default to ``auto``; with more than one process the strategy is Lightning's ``ddp``; the torch
+devices default to ``auto``; with more than one process the strategy is Lightning's ``ddp`` (for the
+MindSpore backend its subclass without torch's DDP wrapper, ``MindSporeDDPStrategy``); the torch
 backend synchronises BatchNorm across processes (``SyncBatchNormAnyDevice``: GPUs and CPUs). The MindSpore
 backend's BatchNorm stays per process (its layers run inside compiled graphs that a torch process group
-cannot enter), and ``auto`` never picks a GPU MindSpore cannot use.
+cannot enter), and ``auto`` never picks a GPU MindSpore cannot use. A user's own checkpoint callbacks and
+plugins keep the atomic writes and the resumable ``last.ckpt``.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from typing import List, Mapping, Optional
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lang_seg.errors import LangSegError
 
-from .callbacks import FiniteLoss, FitSummary, Interruptible, default_checkpoints
+from .callbacks import FiniteLoss, FitSummary, Interruptible, LastCheckpoint, default_checkpoints
 from .checkpoint_io import AtomicCheckpointIO
 from .sync_batchnorm import SyncBatchNormAnyDevice
 
@@ -45,12 +48,6 @@ def default_loggers(exp_name: str) -> List[Logger]:
     if tensorboard_available():
         loggers.append(TensorBoardLogger(LOG_ROOT, name=exp_name, version=csv.version, default_hp_metric=False))
     return loggers
-
-
-def lightning_accumulation(backend: str, accumulate: int) -> int:
-    """Lightning's ``accumulate_grad_batches``: it accumulates for torch; the MindSpore backend
-    accumulates inside its compiled step, so Lightning must not."""
-    return accumulate if backend == "torch" else 1
 
 
 def checkpoint_for_lightning(path, trust: bool = False, resume: bool = True, flag: str = "--resume") -> bool:
@@ -95,6 +92,52 @@ def mindspore_accelerator(accelerator: Optional[str]) -> str:
     return accelerator
 
 
+def process_count(kwargs: Mapping) -> int:
+    """Processes the Trainer will run: devices per node (an int, a list, ``auto``: every GPU or one CPU) times
+    nodes."""
+    devices, accelerator = kwargs.get("devices", "auto"), str(kwargs.get("accelerator", "auto")).lower()
+    if isinstance(devices, str) and devices.lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, (list, tuple)):
+        per_node = len(devices)
+    elif devices in ("auto", -1, "-1"):
+        per_node = max(1, _gpu_count()) if accelerator in GPU_NAMES else 1
+    else:
+        per_node = int(devices)
+    return per_node * int(kwargs.get("num_nodes") or 1)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def mindspore_strategy(strategy, processes: int):
+    """Lightning's DDP without torch's wrapper for more than one process; refuses other strategies."""
+    from .mindspore.strategy import MindSporeDDPStrategy
+
+    name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if isinstance(strategy, MindSporeDDPStrategy):
+        return strategy
+    if name not in ("auto", "ddp", "ddp_mindspore"):
+        raise LangSegError(f"strategy {name!r} is not available with the MindSpore backend: it trains on one "
+                           "process or several with DDP (--strategy auto or ddp)")
+    return MindSporeDDPStrategy() if processes > 1 or name != "auto" else "auto"
+
+
+def with_atomic_writes(plugins) -> list:
+    """``plugins`` whose checkpoint writes go through ``AtomicCheckpointIO`` (a user's own ``CheckpointIO`` is
+    wrapped, keeping its format)."""
+    plugins = list(plugins or [])
+    for i, plugin in enumerate(plugins):
+        if isinstance(plugin, CheckpointIO):
+            if not isinstance(plugin, AtomicCheckpointIO):
+                plugins[i] = AtomicCheckpointIO(plugin)
+            return plugins
+    return plugins + [AtomicCheckpointIO()]
+
+
 def trainer_arguments(exp_name: str, given: Mapping, backend: str = "torch") -> dict:
     """``pl.Trainer`` keyword arguments: ``given``, plus this project's defaults for what it leaves unset
     (loggers, the atomic checkpoint plugin, the root folder, checkpoint and loss callbacks, the devices and,
@@ -105,6 +148,9 @@ def trainer_arguments(exp_name: str, given: Mapping, backend: str = "torch") -> 
         kwargs[key] = kwargs.get(key) or "auto"
     if backend == "mindspore":
         kwargs["accelerator"] = mindspore_accelerator(kwargs["accelerator"])
+        kwargs["strategy"] = mindspore_strategy(kwargs["strategy"], process_count(kwargs))
+        # Lightning's summary counts torch parameters (none here): the module says its own when built
+        kwargs.setdefault("enable_model_summary", False)
         if kwargs.get("sync_batchnorm"):
             raise LangSegError(
                 "--sync_batchnorm is not available with the MindSpore backend (its BatchNorm runs inside compiled "
@@ -118,16 +164,18 @@ def trainer_arguments(exp_name: str, given: Mapping, backend: str = "torch") -> 
             kwargs["sync_batchnorm"] = True
     if kwargs.get("logger") in (None, True):
         kwargs["logger"] = default_loggers(exp_name)
-    if not kwargs.get("plugins"):
-        kwargs["plugins"] = [AtomicCheckpointIO()]
+    kwargs["plugins"] = with_atomic_writes(kwargs.get("plugins"))
     if kwargs["sync_batchnorm"] and not any(isinstance(p, SyncBatchNormAnyDevice) for p in kwargs["plugins"]):
         on_gpu = str(kwargs["accelerator"]).lower() in GPU_NAMES or (kwargs["accelerator"] == "auto" and torch_sees_gpu())
         kwargs["plugins"] = list(kwargs["plugins"]) + [SyncBatchNormAnyDevice(gpu=on_gpu)]
     if kwargs.get("default_root_dir") is None:
         kwargs["default_root_dir"] = os.path.join(LOG_ROOT, exp_name)
     callbacks = list(kwargs.get("callbacks") or [])
-    if not any(isinstance(c, ModelCheckpoint) for c in callbacks) and kwargs.get("enable_checkpointing") is not False:
-        callbacks += default_checkpoints()
+    if kwargs.get("enable_checkpointing") is not False:
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            callbacks += default_checkpoints()
+        elif not any(isinstance(c, LastCheckpoint) for c in callbacks):
+            callbacks.append(LastCheckpoint())  # resuming (and Ctrl-C) wants the latest state beside the user's
     for kind in (FiniteLoss, FitSummary, Interruptible):
         if not any(isinstance(c, kind) for c in callbacks):
             callbacks.append(kind())
@@ -137,12 +185,16 @@ def trainer_arguments(exp_name: str, given: Mapping, backend: str = "torch") -> 
 
 def check_mindspore_trainer(trainer) -> None:
     """What the MindSpore backend supports of a Trainer, checked when a run starts: full precision
-    (its compiled step is float32), and, under DDP, per-process BatchNorm (said once)."""
+    (its compiled step is float32), no gradient clipping (the gradients stay in MindSpore), and, under DDP,
+    per-process BatchNorm (said once)."""
     if trainer.precision not in PRECISIONS_32:
         raise LangSegError(
             f"precision {trainer.precision!r} is not available with the MindSpore backend (its compiled step is "
             "float32): use precision='32-true', or --backend torch for mixed precision"
         )
+    if trainer.gradient_clip_val:
+        raise LangSegError("gradient clipping is not available with the MindSpore backend (its gradients stay in "
+                           "MindSpore): leave gradient_clip_val unset, or use --backend torch")
     if trainer.world_size > 1:
         rank_zero_warn(f"MindSpore backend on {trainer.world_size} processes: gradients are averaged across them, "
                        "BatchNorm statistics are per process (rank 0's are kept), not synchronised")

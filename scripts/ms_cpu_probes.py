@@ -1,6 +1,6 @@
 """Probes behind the README's account of where the MindSpore backend's CPU time and memory go.
 
-    python scripts/ms_cpu_probes.py conv-memory [--size 120] [--convs 1 4 8]
+    python scripts/ms_cpu_probes.py conv-memory [--size 120] [--convs 1 4 8] [--shifted]
     python scripts/ms_cpu_probes.py conv-kernels [--size 60]
     python scripts/ms_cpu_probes.py upsample [--size 120]
     python scripts/ms_cpu_probes.py compile-cache [--size 128]
@@ -44,8 +44,13 @@ if framework.startswith("mindspore"):
             for i in range(1, 9):
                 y = y + z[:, i * 256:(i + 1) * 256, i // 3:i // 3 + h, i % 3:i % 3 + w]
             return y
-    make = (lambda: Shifted()) if framework == "mindspore-shifted" else \
-        (lambda: nn.Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False))
+    if framework == "mindspore-onednn":  # the oneDNN AOT operators (modules/models_ms/onednn_conv.py)
+        os.environ["LANGSEG_MS_CONV"] = "onednn"
+        from lang_seg.modules.models_ms.onednn_conv import Conv2d
+        make = lambda: Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False)
+    else:
+        make = (lambda: Shifted()) if framework == "mindspore-shifted" else \
+            (lambda: nn.Conv2d(256, 256, k, pad_mode="pad", padding=k // 2, has_bias=False))
     convs = nn.CellList([make() for _ in range(n)])
     def loss(x):
         for c in convs:
@@ -120,7 +125,7 @@ model.logits(x, labels)
 say(f"eval forward {size}x{size}")
 step = TrainStep(model.net, 1e-4, 10, 10)
 for i in range(2):
-    loss, _, _ = step(ms.Tensor.from_numpy(x), ms.Tensor.from_numpy(y), text)
+    loss, _, _ = step(ms.from_numpy(x), ms.from_numpy(y), text)
     float(loss.asnumpy())
     say(f"training step {i + 1} {size}x{size}")
 """
@@ -224,12 +229,16 @@ SINGLE_OP = """
 import os, sys, time, numpy as np
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 op, hw, framework = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) / 1024
 x = np.random.RandomState(0).randn(1, 256, hw, hw).astype(np.float32)
-if framework == "mindspore":
+if framework.startswith("mindspore"):
+    os.environ["LANGSEG_MS_CONV"] = "onednn" if framework == "mindspore-onednn" else "native"
     import mindspore as ms
     from mindspore import nn, ops
     from lang_seg.modules.models_ms.lseg_blocks import Interpolate  # what the network runs
-    layer = {"conv3x3": lambda: nn.Conv2d(256, 256, 3, pad_mode="pad", padding=1, has_bias=True),
+    from lang_seg.modules.models_ms.onednn_conv import Conv2d  # nn.Conv2d on the oneDNN operators (or not: the env above)
+    layer = {"conv3x3": lambda: Conv2d(256, 256, 3, pad_mode="pad", padding=1, has_bias=True),
              "upsample x2": Interpolate, "batchnorm": lambda: nn.BatchNorm2d(256, momentum=0.9)}[op]()
     layer.set_train(True)
     def loss(t):
@@ -249,10 +258,10 @@ else:
     def run():
         xt.grad = None
         (layer(xt) ** 2).mean().backward()
-run(); times = []
+base = rss(); run(); times = []
 for _ in range(7):
     start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
-print(f"{sorted(times)[3] * 1000:.1f}")
+print(f"{sorted(times)[3] * 1000:.1f} {rss() - base:.0f}")
 """
 
 EVAL_BN = """
@@ -290,11 +299,13 @@ def python(code: str, *args: str) -> str:
 
 
 def conv_memory(args):
-    for framework in ("mindspore", "torch"):
+    for framework in ("mindspore", "mindspore-onednn", "torch"):
         for n in args.convs:
             print(python(CONV_STACK, str(n), str(args.size), "3", framework))
     print(python(CONV_STACK, str(max(args.convs)), str(args.size), "1", "mindspore"))
-    print(python(CONV_STACK, str(max(args.convs)), str(args.size), "3", "mindspore-shifted"))
+    print(python(CONV_STACK, str(max(args.convs)), str(args.size), "1", "mindspore-onednn"))
+    if args.shifted:
+        print(python(CONV_STACK, str(max(args.convs)), str(args.size), "3", "mindspore-shifted"))
 
 
 def conv_kernels(args):
@@ -360,11 +371,20 @@ def compile_time(args):
 
 def single_ops(args):
     """Forward+backward of the DPT decoder's operations alone (256 channels, one map of --size), median of 7,
-    each in a fresh process per framework."""
-    print(f"{'operation (fwd+bwd)':<22} {'torch':>9} {'mindspore':>10} {'ms/torch':>9}")
-    for op in ("conv3x3", "upsample x2", "batchnorm"):
-        t, m = (float(python(SINGLE_OP, op, str(args.size), f)) for f in ("torch", "mindspore"))
-        print(f"{op + f' 256ch {args.size}x{args.size}':<22} {t:>7.1f}ms {m:>8.1f}ms {m / t:>9.2f}")
+    each in a fresh process per framework, with the memory each process holds after its runs (RSS growth from
+    before the first). ``conv3x3, oneDNN op``: MindSpore on the oneDNN AOT operators (modules/models_ms/
+    onednn_conv.py), its time also as a multiple of nn.Conv2d's."""
+    print(f"{'operation (fwd+bwd)':<31} {'torch':>9} {'mindspore':>10} {'ms/torch':>9} {'held: torch':>12} "
+          f"{'mindspore':>10}")
+    native = {}
+    for op, framework in (("conv3x3", "mindspore"), ("conv3x3", "mindspore-onednn"), ("upsample x2", "mindspore"),
+                          ("batchnorm", "mindspore")):
+        (t, t_held), (m, m_held) = (map(float, python(SINGLE_OP, op, str(args.size), f).split())
+                                    for f in ("torch", framework))
+        name = f"{op} 256ch {args.size}x{args.size}" + (", oneDNN op" if framework.endswith("onednn") else "")
+        note = f"  ({m / native[op]:.2f}x nn.Conv2d's time)" if op in native else ""
+        native.setdefault(op, m)
+        print(f"{name:<31} {t:>7.1f}ms {m:>8.1f}ms {m / t:>9.2f} {t_held:>10.0f}MB {m_held:>8.0f}MB{note}")
 
 
 def bn_fold(args):
@@ -384,6 +404,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--convs", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--shifted", action="store_true", help="conv-memory: also the shifted-sums variant (slow)")
     args = parser.parse_args(argv)
     defaults = {"conv-memory": 120, "conv-kernels": 60, "upsample": 120, "compile-cache": 128, "train-memory": 480,
                 "memory-reuse": 0, "memory-options": 480, "compile-time": 64,

@@ -1,6 +1,7 @@
-"""Write ``constraints.txt``: the exact versions of everything ``pip install -e ".[test,export]"`` pulled into
-the current environment (the dependency closure of this project, read from installed metadata), so CI and
-users can install the tested set: ``pip install -c constraints.txt -e ".[test]"``.
+"""Write ``constraints.txt``: the exact versions of everything the project and all its extras pulled into the
+current environment (the dependency closure, read from installed metadata: reinstall the project first,
+``pip install -e ".[test]" --no-deps``, so its metadata is current), so CI and users can install the tested
+set: ``pip install -c constraints.txt -e ".[test]"``.
 
     python scripts/write_constraints.py
 """
@@ -15,7 +16,6 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "lang-seg-ms"
-EXTRAS = {"test", "export"}
 
 
 def canonical(name: str) -> str:
@@ -24,7 +24,8 @@ def canonical(name: str) -> str:
 
 def closure() -> dict:
     """``{name: version}`` of the installed dependency closure of the project and its extras."""
-    found, pending = {}, [(PROJECT, frozenset(EXTRAS))]
+    extras = metadata.distribution(PROJECT).metadata.get_all("Provides-Extra") or []
+    found, pending = {}, [(PROJECT, frozenset(extras))]
     while pending:
         name, extras = pending.pop()
         try:

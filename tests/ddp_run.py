@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train_lseg  # noqa: E402
+from lang_seg.commands import train as train_lseg  # noqa: E402
 from lang_seg.config import NetOptions  # noqa: E402
 from lang_seg.names import is_trained  # noqa: E402
 
@@ -32,13 +32,12 @@ class Record(pl.Callback):
         self.last_step = 0
 
     def weights(self, module):
-        state = module.bridge.state_dict() if module.bridge is not None else {
-            k: v.detach().cpu().numpy() for k, v in module.net.state_dict().items()}
-        return {k: np.array(v) for k, v in state.items() if recorded(k, module.options)}
+        """The weights under torch names (``net.`` left out), on either backend."""
+        return {k[len("net."):]: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
     def on_train_start(self, trainer, module):
-        for key, value in module.net.state_dict().items():  # every tensor: enough to build a net from
-            self.data[f"initial/{key}"] = value.detach().cpu().numpy().copy()  # the net changes in place
+        for key, value in self.weights(module).items():  # every tensor: enough to build a net from
+            self.data[f"initial/{key}"] = value
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == 0 and "batch/images" not in self.data:
@@ -51,11 +50,11 @@ class Record(pl.Callback):
             return
         self.last_step = step = trainer.global_step
         for key, value in self.weights(module).items():
-            self.data[f"step{step}/{key}"] = value
-        if module.bridge is not None:
-            for key, value in module.bridge.optimizer_state().items():
-                if key.startswith("momentum."):
-                    self.data[f"step{step}/{key}"] = np.array(value)
+            if recorded(key, module.options):
+                self.data[f"step{step}/{key}"] = value
+        if getattr(module, "bridge", None) is not None:
+            for key, value in module.bridge.optimizer_state()["momentum_buffer"].items():
+                self.data[f"step{step}/momentum.{key}"] = np.array(value)
 
     def on_train_end(self, trainer, module):
         self.data["losses"] = np.array(self.data.get("losses", []))

@@ -10,9 +10,12 @@ LAYERS = (
                "lang_seg.label_files", "lang_seg.configs")),
     ("nets", ("lang_seg.modules.models", "lang_seg.modules.models_ms")),
     ("library", ("lang_seg", "lang_seg.api", "lang_seg.model", "lang_seg.evaluate", "lang_seg.checkpoint",
-                 "lang_seg.checkpoint_ms", "lang_seg.safe_load", "lang_seg.backends")),
+                 "lang_seg.checkpoint_ms", "lang_seg.safe_load", "lang_seg.backends", "lang_seg.export",
+                 "lang_seg.export.layout", "lang_seg.export.runtime")),
     ("Lightning shell", ("lang_seg.modules", "lang_seg.data")),
-    ("commands", ("lang_seg.commands", "train_lseg", "test_lseg", "test_lseg_zs", "prepare_ade20k")),
+    ("commands", ("lang_seg.commands", "lang_seg.export.command", "lang_seg.export.__main__",
+                  "lang_seg.export.onnx_files", "lang_seg.export.mindir_files", "train_lseg", "test_lseg",
+                  "test_lseg_zs", "prepare_ade20k")),
     ("tools", ("lang_seg.tools",)),
 )
 # folders of the package, and where a checkout keeps them (lang_seg/checkout.py)

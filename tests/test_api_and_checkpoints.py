@@ -112,3 +112,81 @@ def test_convert_cli_bad_input_is_one_line(tmp_path, capsys, upstream_fixture):
     assert convert_main([str(path), str(tmp_path / "out.ckpt"), "--backbone", "tiny_vitl16"]) == 2
     assert "does not fit the network" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# A process of its own, started without this suite's conftest.py (which sets HF_HUB_OFFLINE early): it counts
+# every connection attempt (name look-ups included) through Python's audit hooks and refuses each one.
+OFFLINE_PROBE = r"""
+import os, sys
+attempts = []
+def refuse(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
+        attempts.append(event)
+        raise OSError("no network in this test")
+sys.addaudithook(refuse)
+if sys.argv[1] == "set-in-process":  # the hub libraries are imported before offline mode is asked for
+    import timm, huggingface_hub
+    os.environ["LANGSEG_OFFLINE"] = "1"
+import lang_seg
+if sys.argv[2] == "timm-file":  # the cached file is the one timm loads
+    import numpy as np, safetensors.numpy
+    from lang_seg.weights import load_timm_pretrained
+    vit = load_timm_pretrained("vit_base_patch32_384")
+    saved = safetensors.numpy.load_file(sys.argv[3])
+    assert np.array_equal(vit.pos_embed.detach().numpy(), saved["pos_embed"])
+try:
+    lang_seg.load_model(None, backbone="clip_vitb32_384", pretrained=True)
+except lang_seg.LangSegError as exc:
+    print("error:", exc)
+print("connection attempts:", len(attempts))
+"""
+TIMM_REPO = "timm/vit_base_patch32_384.augreg_in21k_ft_in1k"
+
+
+def _offline_probe(tmp_path, how, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LANGSEG_", "XDG_", "TORCH_HOME"))}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    if how == "env":
+        env["LANGSEG_OFFLINE"] = "1"
+    run = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, how, *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+@pytest.mark.parametrize("how", ["env", "set-in-process"])
+def test_offline_mode_tries_no_connection_and_names_the_file(tmp_path, how):
+    """``LANGSEG_OFFLINE=1`` with empty caches, set before the process starts or after the hub libraries were
+    imported: no connection attempt, one line naming the file to place and where."""
+    cache = tmp_path / "home/.cache/huggingface/hub/models--timm--vit_base_patch32_384.augreg_in21k_ft_in1k"
+    assert _offline_probe(tmp_path, how, "-") == [
+        f"error: offline: timm weights for vit_base_patch32_384 are not in the Hugging Face cache: place "
+        f"model.safetensors of the Hugging Face repo {TIMM_REPO} under {cache} (copy that folder from a machine "
+        f"where 'huggingface-cli download {TIMM_REPO} model.safetensors' ran), or build from a lang-seg checkpoint "
+        f"(weights=...) or with pretrained=False",
+        "connection attempts: 0"]
+
+
+@pytest.mark.slow
+def test_offline_mode_loads_timm_weights_from_the_cache(tmp_path):
+    """A timm file in the Hugging Face cache (the layout ``huggingface-cli download`` leaves) loads offline
+    without a connection attempt; the next missing file (CLIP's) is named the same way."""
+    import safetensors.torch
+    import timm
+
+    repo = tmp_path / "home/.cache/huggingface/hub/models--timm--vit_base_patch32_384.augreg_in21k_ft_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs/main").write_text("r0")
+    (repo / "snapshots/r0").mkdir(parents=True)
+    state = timm.create_model("vit_base_patch32_384").state_dict()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, repo / "snapshots/r0/model.safetensors")
+    clip_file = tmp_path / "home/.cache/clip/ViT-B-32.pt"
+    assert _offline_probe(tmp_path, "env", "timm-file", str(repo / "snapshots/r0/model.safetensors")) == [
+        f"error: could not load CLIP ViT-B/32 (FileNotFoundError): with a network clip downloads it; offline, "
+        f"place ViT-B-32.pt at {clip_file}, or build from a lang-seg checkpoint (weights=...) or with pretrained=False",
+        "connection attempts: 0"]

@@ -199,7 +199,8 @@ def test_resume_from_files_lightning_cannot_or_should_not_load(workdir, capsys, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["test_lseg.py", "--weights", "cut.ckpt", "--eval"], "checkpoint cut.ckpt is damaged or truncated"),
+    (["test_lseg.py", "--weights", "cut.ckpt", "--eval", "--data-path", "bundled"],
+     "checkpoint cut.ckpt is damaged or truncated"),
     (["-m", "lang_seg.commands.convert", "notes.ckpt", "out.ckpt"],
      "checkpoint notes.ckpt is neither a torch file nor a readable MindSpore checkpoint"),
     (["-m", "lang_seg.tools.parity", "--weights", "cut.ckpt"], "checkpoint cut.ckpt is damaged or truncated"),

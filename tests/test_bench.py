@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lang_seg.tools.bench import PARTS, ROWS, TORCH_ONLY, UPSTREAM
+from lang_seg.tools.bench import ENCODER, PARTS, ROWS, TORCH_ONLY, UPSTREAM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +39,13 @@ def test_bench_quick_mode_reports_every_row(tmp_path):
     assert "text cache: torch step" in result.stdout
     demo = data["torch"]["demo: 1 image, 6 scales + flip"]
     assert demo["windows"] == data["mindspore"]["demo: 1 image, 6 scales + flip"]["windows"] >= 12
+    # the image encoder on the three runtimes, onnxruntime's in a process of its own too
+    assert data["onnxruntime"]["peak_rss_mb"] == {"encoder": data["onnxruntime"]["peak_rss_mb"]["encoder"]}
+    for runtime in ("torch", "mindspore", "onnxruntime"):
+        assert data[runtime][ENCODER]["median_s"] > 0 and data[runtime]["peak_rss_mb"]["encoder"] > 50
+    table = result.stdout[result.stdout.index(f"{ENCODER}, 64x64, batch 1"):]
+    assert table.split("\n")[0].split()[-3:] == ["torch", "mindspore", "onnxruntime"]
+    assert "peak memory (RSS), own process" in table
 
 
 def test_mindspore_backend_caps_onednn_isa_unless_user_chose():

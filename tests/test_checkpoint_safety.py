@@ -134,3 +134,31 @@ def test_readout_comes_from_keys_or_is_asked_for(upstream_fixture):
         infer_options(plain)
     assert infer_options(plain, {"readout": "add"}).readout == "add"
     assert infer_options(plain, readout="ignore").readout == "ignore"
+
+
+def test_trusting_one_checkpoint_trusts_no_other(tmp_path, monkeypatch):
+    """``--trust-checkpoint`` on a resume (either form of train_lseg.py) loads that one file; a weights-only
+    ``torch.load`` of another file naming the same function afterwards, in the same process, still refuses it."""
+    import pickle
+
+    import train_lseg
+
+    from .test_bad_input import CLI, TRAIN
+
+    monkeypatch.chdir(tmp_path)
+    allowed_before = torch.serialization.get_safe_globals()
+    assert train_lseg.main(["--exp_name", "a", *TRAIN, "--max_steps", "1"]) == 0  # a resumable last.ckpt
+    payload = torch.load("checkpoints/a/version_0/checkpoints/last.ckpt", weights_only=True)
+    payload["extra"] = _MakesAFile(tmp_path / "trusted_ran")
+    torch.save(payload, "trusted.ckpt")
+    torch.save({"state_dict": {}, "x": _MakesAFile(tmp_path / "other_ran")}, "other.ckpt")
+    resumes = [["--exp_name", "b", "--resume", "trusted.ckpt", "--trust-checkpoint", *TRAIN, "--max_steps", "2"],
+               ["fit", *CLI, "--ckpt_path", "trusted.ckpt", "--trust-checkpoint", "--trainer.max_steps", "2"]]
+    for argv in resumes:
+        assert train_lseg.main(argv) == 0, argv
+        assert (tmp_path / "trusted_ran").exists()  # trusted: it ran, as the user asked
+        (tmp_path / "trusted_ran").unlink()
+        with pytest.raises(pickle.UnpicklingError, match="io.open"):
+            torch.load("other.ckpt", weights_only=True)
+        assert not (tmp_path / "other_ran").exists()
+        assert torch.serialization.get_safe_globals() == allowed_before

@@ -86,8 +86,8 @@ def test_val_transform_short_side_and_centre_crop():
 def test_missing_dataset_folder_names_path_and_fix(tmp_path):
     with pytest.raises(LangSegError, match=f"expected the folder {tmp_path}/ADEChallengeData2016.*prepare_ade20k.py"):
         get_dataset("ade20k", root=tmp_path, split="train")
-    with pytest.raises(LangSegError, match="unknown dataset"):
-        get_dataset("coco", root=tmp_path)
+    with pytest.raises(LangSegError, match="unknown dataset 'mapillary': choose one of ade20k, folder, pascal_voc"):
+        get_dataset("mapillary", root=tmp_path)
 
 
 def test_image_without_mask_empty_split_and_bad_files(tmp_path):

@@ -44,7 +44,7 @@ def two_processes(tmp_path_factory, data):
 @pytest.mark.slow
 def test_two_processes_with_sync_batchnorm_train_as_one_with_twice_the_batch(two_processes, data, tmp_path):
     """Same images, same augmentation, same learning rate (upstream's rule uses the per-process batch:
-    base_lr halved for the one process of batch 4): losses within 1e-5 relative, weights within 1e-5."""
+    base_lr halved for the one process of batch 4): losses within 1e-5 relative, weights within 1 % of their change (1e-5 at least)."""
     flags = ["--exp_name", "one", "--devices", "1", "--batch_size", "4", "--max_steps", str(STEPS), *TINY, *data, *CROP]
     run(tmp_path, "rec", [*flags, "--base_lr", "0.08"])  # after TINY's 0.16: the last one wins
     [one] = records(tmp_path, "rec", 1)
@@ -55,8 +55,12 @@ def test_two_processes_with_sync_batchnorm_train_as_one_with_twice_the_batch(two
     np.testing.assert_allclose(mean, one["losses"], rtol=1e-5)
     start, ref, ddp = weights_at(one, "initial"), weights_at(one, f"step{STEPS}"), weights_at(rank0, f"step{STEPS}")
     assert ref.keys() == ddp.keys() and any(k.endswith("running_var") for k in ref)
+    # float32 sums in another order (gloo's all-reduce, SyncBatchNorm's gathered moments) drift over 4 steps
+    # at lr 0.16: measured at most 0.4 % of a tensor's change (the decoder's finest level); a wrong batch
+    # split, learning rate or statistic moves weights by tens of per cent of it
     for key in ref:
-        np.testing.assert_allclose(ddp[key], ref[key], rtol=0, atol=1e-5, err_msg=key)
+        change = np.abs(ref[key] - start[key]).max()
+        np.testing.assert_allclose(ddp[key], ref[key], rtol=0, atol=max(1e-5, 1e-2 * change), err_msg=key)
     assert max(np.abs(ref[k] - start[k]).max() for k in ref) > 1e-3  # it trained
     for key in ref:  # synchronised BatchNorm and averaged gradients: every rank the same
         np.testing.assert_array_equal(weights_at(rank1, f"step{STEPS}")[key], ddp[key])

@@ -1,5 +1,6 @@
 """Multi-scale evaluation, metrics, pictures in, and test_lseg.py (dataset and label-set demo) on both backends."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,6 +297,49 @@ def test_eval_gives_the_same_figures_on_both_backends(workdir, capsys, fitted_ck
     assert "backend=mindspore" in lines[4] and lines[5].startswith("dataset ade20k ==> ")
 
 
+def square_val_set(root, side: int) -> Path:
+    """The bundled val pictures, centre-cropped square and resized to ``side``: validation's transform (short
+    side to the crop, centre crop) and test_lseg.py at scale 1.0 (one window) then see the same pixels."""
+    for image, mask in zip(*find_pairs(BUNDLED, "val")):
+        for path, kind, resample, folder in ((image, "RGB", Image.BILINEAR, "images"),
+                                             (mask, None, Image.NEAREST, "annotations")):
+            picture = Image.open(path)
+            picture = picture.convert(kind) if kind else picture
+            w, h = picture.size
+            x0, y0 = (w - min(w, h)) // 2, (h - min(w, h)) // 2
+            picture = picture.crop((x0, y0, x0 + min(w, h), y0 + min(w, h))).resize((side, side), resample)
+            out = root / "ADEChallengeData2016" / folder / "validation" / path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            picture.save(out, quality=95) if kind else picture.save(out)
+    return root
+
+
+def test_validate_and_eval_log_the_same_miou(workdir, capsys, fitted_ckpt):
+    """One mIoU (#19): the same predictions give the same figures through Lightning's ``validate`` (what
+    training logs) and ``test_lseg.py --eval``: upstream's mean over all 150 classes, absent ones counting 0."""
+    import pytorch_lightning as pl
+
+    from lang_seg.checkpoint import read_checkpoint
+    from lang_seg.data.datamodule import SegmentationDataModule
+    from lang_seg.modules.lseg_module import LSegModule
+
+    data = square_val_set(workdir / "square", 96)
+    module = LSegModule(backbone="tiny_vitb32", num_features=16, pretrained=False)
+    module.net.load_state_dict({k: torch.from_numpy(v) for k, v in read_checkpoint(fitted_ckpt).state.items()})
+    datamodule = SegmentationDataModule(str(data), batch_size=1, base_size=96, crop_size=96)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    [validated] = trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert test_lseg.main(["--eval", "--data-path", str(data), "--weights", str(fitted_ckpt), "--scales", "1.0",
+                           "--no-flip", "--base-size", "96", "--crop-size", "96", "--jobname", "same"]) == 0
+    evaluated = json.loads((workdir / "logs/log_test_same_ade20k.json").read_text())
+    assert evaluated["images"] == 6 and 0.2 < evaluated["pix_acc"] < 0.9  # neither trivial nor perfect
+    present = sum(1 for row in evaluated["per_class"] if row["target_pixels"] or row["predicted_pixels"])
+    assert present < 150 and evaluated["miou_present"] > 2 * evaluated["miou"]  # the two means differ widely
+    for logged, figure in (("mIoU", "miou"), ("mIoU_present", "miou_present"), ("pix_acc", "pix_acc")):
+        assert validated[logged] == pytest.approx(evaluated[figure], rel=1e-6, abs=0), logged
+
+
 # -- test_lseg.py: the label-set demo -------------------------------------------------------------
 
 @pytest.mark.slow
@@ -347,7 +391,12 @@ def _bad(tmp_path, fitted_ckpt):
         (["--weights", "missing.ckpt", "--eval"], "checkpoint missing.ckpt does not exist: check --weights"),
         (["--eval"], "pass --weights CKPT"),
         (["--weights", ckpt, "--eval", "--label_src", "cat,dog"], "--label_src sets the labels of --image"),
-        (["--weights", ckpt, "--eval", "--dataset", "pascal"], "dataset 'pascal' has no reader"),
+        (["--weights", ckpt, "--eval", "--dataset", "pascal", "--data-path", "bundled"], "unknown dataset 'pascal': choose one of ade20k, "),
+        # #19: a dataset run without --data-path stops, rather than scoring the 6 bundled images
+        (["--weights", ckpt, "--eval"], "pass --data-path FOLDER (the folder holding ADEChallengeData2016/), or "
+                                        "--data-path bundled for the 6 validation images bundled with the package"),
+        (["--weights", ckpt, "--test-val"], "pass --data-path FOLDER"),
+        (["--weights", ckpt, "--eval", "--data_path", "bundled", "--workers", "-1"], "--workers must be 0 or more"),
         (image + ["--label_src", "cat,dog", "--crop-size", "100"], "crop size 100 is not a multiple of the patch size 32"),
     ]
 
@@ -358,3 +407,46 @@ def test_bad_input_is_one_line_and_writes_nothing(workdir, capsys, fitted_ckpt):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
         assert not (workdir / "out").exists() and not (workdir / "logs").exists(), argv
+
+
+def test_data_path_and_workers_mean_the_same_in_both_commands(workdir, capsys, fitted_ckpt, monkeypatch):
+    """#19: --data_path / --data-path (either spelling in either command) is a folder relative to the working
+    directory, ``bundled`` the packaged set; the data-loading processes default to upstream's 16, bounded by
+    the machine's cores, in test_lseg.py and both forms of train_lseg.py."""
+    import os
+    import shutil
+
+    import train_lseg
+    from lang_seg.commands import train as train_command
+    from lang_seg.data import default_workers
+    from lang_seg.data.datamodule import SegmentationDataModule
+
+    for cores, expected in ((32, 16), (4, 4), (1, 1), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert default_workers() == expected
+    monkeypatch.undo()
+    monkeypatch.chdir(workdir)
+    assert SegmentationDataModule().workers == min(16, os.cpu_count())
+    args = ["--exp_name", "w", "--backbone", "tiny_vitb32", "--num_features", "16", "--no-pretrained",
+            "--crop_size", "64", "--base_size", "72"]
+    _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--data-path", "bundled"]))
+    assert datamodule.workers == min(16, os.cpu_count()) and datamodule.root == str(BUNDLED)
+    _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--workers", "0"]))
+    assert datamodule.workers == 0 and datamodule.root == str(BUNDLED)  # no --data_path: the bundled set
+    from lang_seg.modules.cli import LSegCLI
+
+    cli = LSegCLI(args=["--config", str(Path(train_lseg.__file__).parent / "configs/bundled_tiny.yaml"),
+                        "--data.data_path", "bundled"], run=False)
+    assert cli.datamodule.workers == min(16, os.cpu_count()) and cli.datamodule.root == str(BUNDLED)
+
+    # a folder relative to the working directory, in both commands: the bundled set less 4 training pictures
+    shutil.copytree(BUNDLED / "ADEChallengeData2016", workdir / "mine/ADEChallengeData2016")
+    for image in sorted((workdir / "mine/ADEChallengeData2016/images/training").glob("*.jpg"))[:4]:
+        image.unlink()
+        (workdir / "mine/ADEChallengeData2016/annotations/training" / (image.stem + ".png")).unlink()
+    for flag in ("--data_path", "--data-path"):
+        _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + [flag, "mine"]))
+        assert datamodule.root == "mine" and len(datamodule.trainset) == 20
+    assert test_lseg.main(["--weights", str(fitted_ckpt), "--eval", "--data_path", "mine", "--scales", "1.0",
+                           "--no-flip", "--workers", "2", *SMALL]) == 0
+    assert "6 images of mine (val)" in capsys.readouterr().out

@@ -104,7 +104,7 @@ def test_bad_input_as_a_process(tmp_path, checkpoint):
 def test_test_lseg_refuses_a_zero_shot_checkpoint(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = FIXTURES / "upstream_zs_tiny_resnet.ckpt"
-    assert test_command.main(["--weights", str(path), "--eval"]) == 2
+    assert test_command.main(["--weights", str(path), "--eval", "--data-path", "bundled"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"error: checkpoint {path} holds one of upstream's zero-shot networks (tiny_resnet): evaluate it with " \

@@ -133,7 +133,8 @@ def test_pretrained_offline_fails_with_clear_message(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("LANGSEG_CLIP_CACHE", str(tmp_path))
-    with pytest.raises(LangSegError, match="vit_base_patch32_384.*place the Hugging Face repo"):
+    with pytest.raises(LangSegError, match="vit_base_patch32_384 are not in the Hugging Face cache: place model.safetensors "
+                                           f"of the Hugging Face repo timm/vit_base_patch32_384.augreg_in21k_ft_in1k under {tmp_path}/"):
         load_timm_pretrained("vit_base_patch32_384")
     text = ClipTextEncoder(BACKBONES["clip_vitb32_384"].text)
     with pytest.raises(LangSegError, match=f"place ViT-B-32.pt at {tmp_path}/ViT-B-32.pt"):

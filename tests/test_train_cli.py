@@ -127,3 +127,55 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def _clean_env(tmp_path):
+    """The environment a user's shell gives: none of this suite's settings (conftest.py), MindSpore's
+    per-user cache under ``tmp_path``."""
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSEG_", "HF_", "MS_", "XDG_"))}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    return sys.executable, env
+
+
+def test_mindspore_run_is_quiet_and_leaves_only_its_checkpoints(tmp_path):
+    """A healthy MindSpore training run (#19): no MindSpore warning, no DeprecationWarning, and nothing in the
+    folder it started from but ``checkpoints/``."""
+    import subprocess
+    from pathlib import Path
+
+    python, env = _clean_env(tmp_path)
+    (tmp_path / "run").mkdir()
+    run = subprocess.run(
+        [python, str(Path(train_lseg.__file__).resolve()), "--exp_name", "t", "--backend", "mindspore",
+         "--backbone", "tiny_vitb32", "--num_features", "16", "--crop_size", "64", "--base_size", "72",
+         "--batch_size", "2", "--max_steps", "2", "--no-pretrained", "--seed", "0"],
+        cwd=tmp_path / "run", env=env, capture_output=True, text=True, timeout=900)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "training batches: 2" in out
+    assert "[WARNING] ME" not in out and "DeprecationWarning" not in out, out
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints"]
+
+
+def test_mindspore_files_go_to_the_cache_folder(tmp_path):
+    """What MindSpore writes when a graph fails to compile (``rank_0/om/analyze_fail.ir``) goes to the
+    per-user cache folder, not the working directory."""
+    import subprocess
+
+    python, env = _clean_env(tmp_path)
+    (tmp_path / "run").mkdir()
+    script = tmp_path / "fails_to_compile.py"  # MindSpore compiles from a file's source
+    script.write_text("import numpy as np, mindspore as ms\n"
+                      "from lang_seg.backends.mindspore_backend import use_device\n"
+                      "use_device('cpu')\n"
+                      "@ms.jit\ndef f(x):\n    return x.reshape((7, 7))\n"
+                      "try:\n    f(ms.from_numpy(np.ones((2, 3), np.float32)))\n"
+                      "except ValueError:\n    print('compile failed')\n")
+    run = subprocess.run([python, str(script)], cwd=tmp_path / "run", env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.stdout.strip() == "compile failed", run.stdout + run.stderr
+    assert os.listdir(tmp_path / "run") == []
+    assert (tmp_path / "cache/lang_seg/mindspore/rank_0/om/analyze_fail.ir").is_file()

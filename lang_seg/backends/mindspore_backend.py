@@ -48,6 +48,29 @@ def cap_onednn_isa() -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 
+# MindSpore writes into the working directory unless told otherwise: rank_<id>/om/analyze_fail.ir when a graph
+# fails to compile (MS_OM_PATH, read when it happens), graph dumps asked for with MS_DEV_SAVE_GRAPHS
+# (MS_DEV_SAVE_GRAPHS_PATH), kernel_meta/ and the compile cache (MS_COMPILER_CACHE_PATH; the cache itself stays
+# off: MS_COMPILER_CACHE_ENABLE, see the README's benchmarks)
+ARTEFACT_PATHS = ("MS_OM_PATH", "MS_DEV_SAVE_GRAPHS_PATH", "MS_COMPILER_CACHE_PATH")
+
+
+def cache_folder() -> str:
+    """The per-user folder for MindSpore's own files: ``$XDG_CACHE_HOME/lang_seg/mindspore``
+    (``~/.cache/lang_seg/mindspore``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lang_seg", "mindspore")
+
+
+def artefacts_to_cache() -> None:
+    """Send MindSpore's files to ``cache_folder()``, never the user's working directory; a path the user
+    set stays theirs. Called before MindSpore's first use (``use_device``)."""
+    folder = cache_folder()
+    os.makedirs(folder, exist_ok=True)
+    for name in ARTEFACT_PATHS:
+        os.environ.setdefault(name, folder)
+
+
 def gpu_problem() -> Optional[str]:
     """Why MindSpore cannot use an NVIDIA GPU here, or None when its GPU plugin loads."""
     import logging
@@ -75,6 +98,7 @@ def use_device(device: str) -> None:
     target, index = parse_device(device)
     if target == "CPU":
         cap_onednn_isa()
+    artefacts_to_cache()
     import mindspore as ms
 
     if _DEVICE:
@@ -88,7 +112,14 @@ def use_device(device: str) -> None:
         problem = gpu_problem()
         if problem:
             raise LangSegError(f"MindSpore cannot use {device!r}: {problem}; use device='cpu' otherwise")
-    ms.set_device(target, index if target == "GPU" else None)
+    try:
+        ms.set_device(target, index if target == "GPU" else None)
+    except RuntimeError:
+        # a kernel already ran (a conversion builds the net, saving makes tensors): MindSpore then stays
+        # on the CPU it started on, which is only a problem when another device was asked for
+        if target != "CPU" or ms.get_context("device_target") != "CPU":
+            raise LangSegError(f"MindSpore already ran on the CPU in this process; it cannot switch to {device!r}: "
+                               "start a new process") from None
     _DEVICE.update(target=target, id=index)
 
 
@@ -120,12 +151,38 @@ def assign(param, value) -> None:
     import mindspore as ms
     from mindspore import ops
 
-    ops.assign(param, ms.Tensor(np.asarray(value, dtype=ms.dtype_to_nptype(param.dtype), order="C").reshape(param.shape)))
+    # mindspore.from_numpy shares the array's memory (Tensor.from_numpy and dtype_to_nptype are deprecated in
+    # 2.10, the latter warning on every call); a dtype the parameter lacks (upstream's float16) is cast
+    value = ms.from_numpy(np.ascontiguousarray(value).reshape(param.shape))
+    ops.assign(param, value if value.dtype == param.dtype else value.astype(param.dtype))
 
 
 def load_into(net, ms_state: Dict[str, np.ndarray]) -> None:
+    """Every parameter of ``net`` from ``ms_state`` (MindSpore names), written in place (``assign``): right
+    at any time, compiled graphs included."""
     for name, param in named_parameters(net):
         assign(param, ms_state[name])
+
+
+def load_fresh(net, ms_state: Dict[str, np.ndarray]) -> None:
+    """``ms_state`` into a net no graph has compiled yet, through MindSpore's own loader (strict: every
+    parameter loaded, each of its dtype); it rebinds the parameters' memory, which is why later writes go
+    through ``load_into``."""
+    import mindspore as ms
+
+    # MindSpore's loader matches ``Parameter.name`` (set as cells are built, not always the full path)
+    names = {path: param.name for path, param in named_parameters(net)}
+    if len(set(names.values())) != len(names):
+        raise LangSegError("two parameters of the MindSpore net share a name: MindSpore's loader cannot tell them apart")
+    params = {}
+    for path, param in named_parameters(net):
+        value = ms.from_numpy(np.ascontiguousarray(ms_state[path]))
+        # a dtype the net does not use (upstream stores CLIP's weights in float16) is cast, as torch's load does
+        value = value if value.dtype == param.dtype else value.astype(param.dtype)
+        params[names[path]] = ms.Parameter(value, name=names[path])
+    missing, unused = ms.load_param_into_net(net, params, strict_load=True)
+    if missing or unused:
+        raise LangSegError(f"MindSpore left {(missing or unused)[0]} unloaded: the weights do not fit the network")
 
 
 def text_inputs(labels: List[str], context_length: int):
@@ -152,10 +209,7 @@ class MindSporeModel(SegModel):
         self.net = build_net(options)
         self.torch_only: Dict[str, np.ndarray] = {}
         if state is not None:
-            shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
-            ms_state, self.torch_only = torch_to_ms(state, shapes, options, what)
-            self.unused_keys = sorted(k for k in self.torch_only if is_unused(k))
-            load_into(self.net, ms_state)
+            load_fresh(self.net, self._ms_state(state, what))
         self.net.set_train(False)
 
         net = self.net
@@ -169,10 +223,26 @@ class MindSporeModel(SegModel):
         def encode_text(tokens, eot):
             return net.clip_pretrained(tokens, eot)
 
+        def pixel_embeddings(x):
+            return net.pixel_embeddings(x)
+
         compile_ = compiler(self.mode)
         self._compiled_forward = compile_(forward)
         self._compiled_stages = compile_(forward_stages)
         self._compiled_text = compile_(encode_text)
+        self._compiled_pixels = compile_(pixel_embeddings)
+
+    def _ms_state(self, state: Dict[str, np.ndarray], what: str) -> Dict[str, np.ndarray]:
+        """``state`` (torch names) under MindSpore's names, checked strictly (a missing, unexpected or misshapen
+        tensor is an error naming it); tensors only torch has are kept for ``state_dict``."""
+        shapes = [(name, tuple(p.shape)) for name, p in named_parameters(self.net)]
+        ms_state, self.torch_only = torch_to_ms(state, shapes, self.options, what)
+        self.unused_keys = sorted(k for k in self.torch_only if is_unused(k))
+        return ms_state
+
+    def load_state(self, state: Dict[str, np.ndarray], what: str = "checkpoint") -> None:
+        """Weights under torch names into the live net, in place (compiled graphs read that memory)."""
+        load_into(self.net, self._ms_state(state, what))
 
     def ms_state(self) -> Dict[str, np.ndarray]:
         return {name: p.asnumpy() for name, p in named_parameters(self.net)}
@@ -206,13 +276,22 @@ class MindSporeModel(SegModel):
     def _forward(self, images: np.ndarray, text_features) -> np.ndarray:
         import mindspore as ms
 
-        return self.forward_tensor(ms.Tensor.from_numpy(images), text_features).asnumpy()
+        return self.forward_tensor(ms.from_numpy(images), text_features).asnumpy()
+
+    def _pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        import mindspore as ms
+
+        self.net.set_train(False)
+        return self._compiled_pixels(ms.from_numpy(images)).asnumpy()
+
+    def _normalized_text(self, text_features) -> np.ndarray:
+        return self.net.unit_rows(text_features).asnumpy()
 
     def forward_stages(self, images: np.ndarray, labels) -> Dict[str, np.ndarray]:
         """Every stage of ``lang_seg.config.STAGES`` as numpy arrays (eval mode)."""
         import mindspore as ms
 
         images = check_images(images, self.patch_size)
-        outs = self._compiled_stages(ms.Tensor.from_numpy(images), self.text_features(labels))
+        outs = self._compiled_stages(ms.from_numpy(images), self.text_features(labels))
         return {name: outs[name].asnumpy() for name in STAGES}
 

@@ -52,3 +52,12 @@ class TorchModel(SegModel):
     def _forward(self, images: np.ndarray, text_features: torch.Tensor) -> np.ndarray:
         x = torch.from_numpy(images).to(self.torch_device)
         return self.net(x, text_features).float().cpu().numpy()
+
+    @torch.no_grad()
+    def _pixel_embeddings(self, images: np.ndarray) -> np.ndarray:
+        return self.net.pixel_embeddings(torch.from_numpy(images).to(self.torch_device)).float().cpu().numpy()
+
+    def _normalized_text(self, text_features: torch.Tensor) -> np.ndarray:
+        from lang_seg.modules.models.lseg_net import l2_normalize
+
+        return l2_normalize(text_features, -1).float().cpu().numpy()

@@ -1,7 +1,7 @@
 """The browser demo: upload a picture, type labels, see its segmentation (a Streamlit page).
 
-    python -m lang_seg.commands.app                      # the bundled tiny checkpoint, trained first if absent
-    python -m lang_seg.commands.app --weights CKPT --backend mindspore --port 8501
+    lseg-app                      # the bundled tiny checkpoint, trained first if absent
+    lseg-app --weights CKPT --backend mindspore --port 8501
 
 Loads the model of ``--backend`` before serving (a bad checkpoint stops here with
 one ``error:`` line), then serves ``lang_seg/webapp/page.py`` on ``--host``
@@ -29,7 +29,7 @@ TRAIN_COMMAND = ("-m", "lang_seg.commands.train", "fit", "--config", str(CONFIG_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.commands.app", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="lseg-app", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--weights", default=None,

@@ -10,7 +10,6 @@ import functools
 import io
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -20,22 +19,21 @@ import numpy as np
 from lang_seg.data.bundled import ROOT as BUNDLED
 from lang_seg.errors import LangSegError
 from lang_seg.images import pil_to_rgb
-from lang_seg.labels import check_labels, parse_labels
+from lang_seg.evaluate import DEFAULT_SCALES
+from lang_seg.labels import ade20k_labels, check_context, check_labels
 
 MAX_LABELS = 500
-CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
 MAX_SIDE = 4096
 MIN_SIDE = 16  # smaller pictures hold no segmentation worth showing (and 1x1 ones break resizing)
 SINGLE_SCALE = ((1.0,), False)
-SIX_SCALES = ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)  # upstream's evaluation, with flip
+SIX_SCALES = (DEFAULT_SCALES, True)  # upstream's evaluation, with flip
 BACKEND_CHOICES = ("torch", "mindspore", "both")
 BUNDLED_IMAGES = BUNDLED / "ADEChallengeData2016" / "images"
 SEED_LABEL_SETS = ("plant,grass,cat,stone,other", "sea,beach,other", "building,plant,sky,other")
 
 
-@functools.lru_cache(maxsize=1)
 def ade20k_classes() -> Tuple[str, ...]:
-    return tuple(parse_labels("default"))
+    return tuple(ade20k_labels())
 
 
 def presets() -> Dict[str, str]:
@@ -54,19 +52,7 @@ def parse_label_text(text: Optional[str], max_labels: int = MAX_LABELS) -> List[
     if len(parts) > max_labels:
         raise LangSegError(f"{len(parts)} labels given: at most {max_labels} are allowed")
     labels = check_labels(parts, source="the typed labels", unique=tuple(parts) != ade20k_classes())
-    with warnings.catch_warnings():  # clip imports the deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import clip
-    try:  # without truncate=True, clip refuses a label longer than its context
-        clip.tokenize(labels, context_length=CONTEXT_LENGTH)
-    except RuntimeError:
-        for label in labels:
-            try:
-                clip.tokenize([label], context_length=CONTEXT_LENGTH)
-            except RuntimeError:
-                shown = label if len(label) <= 40 else label[:37] + "..."
-                raise LangSegError(f"label {shown!r} is longer than CLIP's {CONTEXT_LENGTH}-token context: "
-                                   "shorten it") from None
+    check_context(labels)
     return labels
 
 

@@ -1,6 +1,6 @@
 """Convert a lang-seg checkpoint between the torch (Lightning) and MindSpore formats.
 
-    python -m lang_seg.commands.convert SRC DST   # torch .ckpt -> MindSpore .ckpt, or back
+    lseg-convert SRC DST   # torch .ckpt -> MindSpore .ckpt, or back
 
 Names map by ``lang_seg.names``; tensors only torch has (BatchNorm's
 ``num_batches_tracked``, the ViT's final norm and classifier head, blocks after
@@ -35,7 +35,7 @@ def convert_file(src, dst, trust: bool = False, **overrides) -> str:
 @cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lang_seg.commands.convert",
+        prog="lseg-convert",
         description="Convert a lang-seg checkpoint between torch (Lightning .ckpt) and MindSpore (.ckpt) formats; "
         "the direction follows from the source file's type.",
     )

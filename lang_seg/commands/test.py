@@ -4,7 +4,7 @@ test_lseg.py flags, on the torch or the MindSpore backend.
     # pixel accuracy and mIoU (upstream's 6-scale flipped sliding-window evaluation) on ADE20K val
     python test_lseg.py --backbone clip_vitl16_384 --eval --dataset ade20k --data-path ../datasets \\
         --weights CKPT --widehead --no-scaleinv --backend mindspore
-    # the predicted masks of the val split as palette PNGs (ADE20K ids 1..150)
+    # the predicted masks of the val split as palette PNGs (the dataset's own mask values: ADE20K ids 1..150)
     python test_lseg.py --weights CKPT --test-val --out outputs/masks
     # one picture, a typed label set (also: a file with one label per line, or 'default' = ADE20K's 150)
     python test_lseg.py --weights CKPT --image cat.jpeg --label_src 'plant,grass,cat,stone,other' --out outputs/
@@ -32,7 +32,6 @@ from pathlib import Path
 
 from lang_seg.errors import LangSegError, cli_errors
 
-SIZES = {"citys": (2048, 768)}  # upstream's base and crop sizes; everything else (ade20k) 520, 480
 DEFAULT_OUT = "outputs/test_lseg"
 NO_EFFECT = "no effect (accepted for upstream's command lines)"
 
@@ -44,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="encnet", help=NO_EFFECT)
     p.add_argument("--backbone", default=None,
                    help="override the checkpoint's backbone (default: the checkpoint's; upstream: clip_vitl16_384)")
-    p.add_argument("--dataset", default="ade20k", help="ade20k (citys: its scales and sizes, but no data reader)")
-    p.add_argument("--workers", type=int, default=0, help="data loading processes (upstream: 16, with CUDA only)")
-    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default 520; citys 2048)")
+    p.add_argument("--dataset", default="ade20k",
+                   help="the dataset to score, with its labels, sizes and scales (docs/datasets.md lists them)")
+    p.add_argument("--workers", "--num_workers", dest="workers", type=int, default=None,
+                   help="data-loading processes (default: upstream's 16, at most the machine's cores)")
+    p.add_argument("--base-size", type=int, default=None, help="long side at scale 1.0 (default: the dataset's)")
     p.add_argument("--crop-size", type=int, default=None,
-                   help="window side, a multiple of the patch size (default 480; citys 768)")
+                   help="window side, a multiple of the patch size (default: the dataset's)")
     p.add_argument("--train-split", default="train", help=NO_EFFECT + " (upstream: only with --acc-bn)")
     p.add_argument("--aux", action="store_true", help="not supported: LSeg has no auxiliary head")
     p.add_argument("--se-loss", action="store_true", help=NO_EFFECT)
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-val", action="store_true", help="write the predicted masks of the split to --out")
     p.add_argument("--no-val", action="store_true", help=NO_EFFECT)
     p.add_argument("--module", default="lseg", help="lseg (zero-shot checkpoints: test_lseg_zs.py)")
-    p.add_argument("--data-path", default=None,
-                   help="folder holding ADEChallengeData2016/ (default: the bundled 6-image val set)")
+    p.add_argument("--data-path", "--data_path", dest="data_path", default=None,
+                   help="folder holding ADEChallengeData2016/, relative to the working directory ('bundled': "
+                        "the 6 validation images bundled with the package); needed unless --image")
     p.add_argument("--no-scaleinv", dest="scale_inv", action="store_false", help=NO_EFFECT + ", as upstream")
     p.add_argument("--widehead", action="store_true", help=NO_EFFECT + ", as upstream")
     p.add_argument("--widehead_hr", action="store_true", help=NO_EFFECT + ", as upstream")
@@ -85,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     # this project's flags
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
     p.add_argument("--device", default="cpu", help="cpu, cuda/gpu or gpu:N")
-    p.add_argument("--ms-mode", choices=["graph", "eager"], default=None, help="MindSpore execution (default graph)")
+    p.add_argument("--ms-mode", "--ms_mode", dest="ms_mode", choices=["graph", "eager"], default=None,
+                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
     p.add_argument("--scales", type=parse_scales, default=None,
-                   help="comma-separated, e.g. '1.0' (default 0.5,0.75,1.0,1.25,1.5,1.75; citys 0.75...2.25)")
+                   help="comma-separated, e.g. '1.0' (default: the dataset's, upstream's: docs/datasets.md)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="do not add the mirrored image's scores")
     p.add_argument("--max-batch", type=int, default=2,
                    help="windows per forward call (default 2: a window and its mirror image; more is faster "
@@ -117,7 +120,8 @@ def check_flags(args) -> None:
     if args.acc_bn:
         raise LangSegError("--acc-bn is not supported: BatchNorm statistics come from the checkpoint")
     if args.module != "lseg":
-        raise LangSegError(f"--module {args.module} is not available: only 'lseg' is ported")
+        raise LangSegError(f"--module {args.module} is not available: test_lseg.py runs 'lseg' "
+                           "(zero-shot checkpoints: test_lseg_zs.py)")
     if args.weights is None:
         raise LangSegError(
             "pass --weights CKPT (a lang-seg checkpoint; a quick one: train_lseg.py --exp_name tiny ... "
@@ -127,6 +131,11 @@ def check_flags(args) -> None:
         raise LangSegError(f"checkpoint {args.weights} does not exist: check --weights")
     if args.image is None and args.label_src != "default":
         raise LangSegError("--label_src sets the labels of --image; evaluating a dataset uses its own classes")
+    if args.image is None and args.export is None and args.data_path is None:
+        raise LangSegError("pass --data-path FOLDER (the folder holding ADEChallengeData2016/), or --data-path "
+                           "bundled for the 6 validation images bundled with the package")
+    if args.workers is not None and args.workers < 0:
+        raise LangSegError(f"--workers must be 0 or more, got {args.workers}")
     if args.max_batch < 1:
         raise LangSegError(f"--max-batch must be at least 1, got {args.max_batch}")
     out = Path(args.out or DEFAULT_OUT)
@@ -192,30 +201,27 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
     import torch
     from tqdm import tqdm
 
-    from lang_seg.data.ade20k import ADE20KSegmentation
+    from lang_seg.data.registry import get_dataset
     from lang_seg.evaluate import MultiScaleEvaluator
     from lang_seg.files import atomic_write
     from lang_seg.images import save_palette_png
-    from lang_seg.labels import ade20k_labels
     from lang_seg.metrics import SegmentationMetric
 
-    if args.dataset != "ade20k":
-        raise LangSegError(f"dataset {args.dataset!r} has no reader in this project: use --dataset ade20k, or --image")
-    if args.data_path is None:
-        from lang_seg.data.bundled import ROOT as BUNDLED
+    from lang_seg.data import default_workers
+    from lang_seg.data.bundled import resolve
 
-        args.data_path = str(BUNDLED)
-    dataset = ADE20KSegmentation(args.data_path, split=args.split, mode="testval")
-    labels = ade20k_labels()
+    data_path = resolve(args.data_path)
+    workers = default_workers() if args.workers is None else args.workers
+    dataset = get_dataset(args.dataset, root=data_path, split=args.split, mode="testval")
+    labels = dataset.labels  # scored with the dataset's own classes
     model = load(args)
     evaluator = MultiScaleEvaluator(model, scales, args.flip, base_size, crop_size, args.max_batch)
     print(describe(model, evaluator))
-    print(f"{len(dataset)} images of {args.data_path} ({args.split})")
+    print(f"{len(dataset)} images of {data_path} ({args.split})")
     metric = SegmentationMetric(dataset.num_class, args.ignore_index)
     write_masks = args.test_val or not args.eval
     out = Path(args.out or DEFAULT_OUT)
-    loader = (torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=args.workers)
-              if args.workers > 0 else dataset)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers) if workers > 0 else dataset
     start = time.perf_counter()
     bar = tqdm(loader, total=len(dataset), dynamic_ncols=True)
     for index, (image, target) in enumerate(bar):
@@ -223,8 +229,8 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
         if args.eval:
             metric.update(prediction, target.numpy())
             bar.set_description(f"pixAcc: {metric.pixel_accuracy():.4f}, mIoU: {metric.miou():.4f}")
-        if write_masks:  # ADE20K ids, as upstream's make_pred: class + 1
-            save_palette_png(prediction + 1, out / (Path(dataset.images[index]).stem + ".png"))
+        if write_masks:  # the dataset's own mask values, as upstream's make_pred (ADE20K: class + 1)
+            save_palette_png(dataset.mask_values(prediction), out / (Path(dataset.images[index]).stem + ".png"))
     bar.close()
     elapsed = time.perf_counter() - start
     if write_masks:
@@ -269,12 +275,12 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     check_flags(args)
-    from lang_seg.evaluate import CITYS_SCALES, DEFAULT_SCALES
+    from lang_seg.data.registry import dataset_class
 
-    base_size, crop_size = SIZES.get(args.dataset, (520, 480))
-    base_size = args.base_size or base_size
-    crop_size = args.crop_size or crop_size
-    scales = args.scales or (CITYS_SCALES if args.dataset == "citys" else DEFAULT_SCALES)
+    reader = dataset_class(args.dataset)  # upstream's sizes and scales for it; an unknown name lists the choices
+    base_size = args.base_size or reader.BASE_SIZE
+    crop_size = args.crop_size or reader.CROP_SIZE
+    scales = args.scales or reader.SCALES
     if args.export:
         from lang_seg.checkpoint import save_checkpoint
 

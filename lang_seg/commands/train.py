@@ -25,7 +25,6 @@ import sys
 from lang_seg.config import BACKBONES
 from lang_seg.errors import LangSegError, cli_errors
 
-SIZES = {"ade20k": (520, 480), "citys": (2048, 768)}
 CLI_SUBCOMMANDS = ("fit", "validate")
 
 
@@ -40,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_epochs", type=int, default=200)
     p.add_argument("--project_name", default="lightseg")
     # upstream's model/data flags
-    p.add_argument("--data_path", default=None,
-                   help="folder holding ADEChallengeData2016/ (default: the small dataset bundled with the package)")
-    p.add_argument("--dataset", choices=["ade20k"], default="ade20k")
+    p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
+                   help="folder holding the dataset's release layout, e.g. ADEChallengeData2016/, relative to the "
+                        "working directory (default, or 'bundled': the small datasets bundled with the package; "
+                        "see docs/datasets.md)")
+    p.add_argument("--dataset", default="ade20k",
+                   help="a dataset name (docs/datasets.md lists them; an unknown one is refused with the choices)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--base_lr", type=float, default=0.004)
     p.add_argument("--momentum", type=float, default=0.9)
@@ -59,12 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widehead", action="store_true", help="no effect (as upstream)")
     p.add_argument("--widehead_hr", action="store_true", help="no effect (as upstream)")
     p.add_argument("--dropout", type=float, default=0.1, help="no effect (as upstream)")
-    for flag in ("--aux", "--se-loss", "--midasproto", "--augment"):
+    for flag in ("--aux", "--se-loss", "--augment"):
         p.add_argument(flag, action="store_true", help="not supported by LSeg (upstream fails with it too)")
+    p.add_argument("--midasproto", action="store_true",
+                   help="upstream's 'midas optimization protocol': Adam (betas 0.9, 0.999) instead of SGD")
+    p.add_argument("--finetune_weights", default=None,
+                   help="start from this checkpoint's weights (loaded non-strictly: what matches the network)")
     p.add_argument("--aux-weight", type=float, default=0.2)
     p.add_argument("--se-weight", type=float, default=0.2)
     # this project's flags
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
+    p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
+                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
     p.add_argument("--max_steps", type=int, default=-1)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
@@ -78,10 +86,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
-    p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--base_size", type=int, default=None, help="default: 520 (ade20k)")
-    p.add_argument("--crop_size", type=int, default=None, help="default: 480 (ade20k)")
+    p.add_argument("--num_workers", "--workers", dest="num_workers", type=int, default=None,
+                   help="data-loading processes (default: upstream's 16, at most the machine's cores)")
+    p.add_argument("--base_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
+    p.add_argument("--crop_size", type=int, default=None, help="default: the dataset's (upstream's: docs/datasets.md)")
     return p
+
+
+def load_finetune_weights(module, path: str, trust: bool = False) -> None:
+    """Upstream's ``--finetune_weights``: the checkpoint's weights where their names and shapes match the
+    network, the rest as initialised (said in one line)."""
+    from lang_seg.checkpoint import read_checkpoint
+
+    state = read_checkpoint(path, trust).state
+    own = module.state_dict()
+    matched = {f"net.{k}": v for k, v in state.items() if f"net.{k}" in own and tuple(own[f"net.{k}"].shape) == v.shape}
+    if not matched:
+        raise LangSegError(f"--finetune_weights {path}: none of its tensors fits the {module.options.backbone} network "
+                           "(names or shapes differ): pass a checkpoint of the same backbone")
+    import torch
+    from pytorch_lightning.utilities import rank_zero_info
+
+    module.load_state_dict({**own, **{k: torch.as_tensor(v) for k, v in matched.items()}})
+    rank_zero_info(f"finetune: {len(matched)} of {len(own)} tensors from {path}; "
+                   f"{len(own) - len(matched)} keep their initial values")
+
+
+def single_source(dataset: str, data_path):
+    """The one ``(reader, root)`` of ``--dataset``/``--data_path``; lists are checked, and refused until
+    training on several datasets at once lands (issue #21, part B)."""
+    from lang_seg.data.registry import sources
+
+    found = sources(dataset, data_path)
+    if len(found) > 1:
+        raise LangSegError(f"--dataset {dataset}: training on several datasets in one run is not available yet; "
+                           f"pass one dataset")
+    return found
 
 
 def latest_last_checkpoint(exp_dir: str):
@@ -91,15 +131,14 @@ def latest_last_checkpoint(exp_dir: str):
 
 def build(args: argparse.Namespace):
     """``(module, datamodule, trainer_kwargs, resume, weights_only)`` for upstream's flags: what ``main`` fits."""
-    for flag in ("aux", "se_loss", "midasproto", "augment"):
+    for flag in ("aux", "se_loss", "augment"):
         if getattr(args, flag):
             raise LangSegError(f"--{flag.replace('_', '-')} is not supported: LSeg has no such head (upstream fails too)")
     import pytorch_lightning as pl
 
     from lang_seg.data.datamodule import SegmentationDataModule
     from lang_seg.modules.lseg_module import LSegModule
-    from lang_seg.modules.lsegmentation_module import check_data_fits
-    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, lightning_accumulation, trainer_arguments
+    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, trainer_arguments
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
@@ -107,22 +146,25 @@ def build(args: argparse.Namespace):
         max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
         devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
         strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
-        accumulate_grad_batches=lightning_accumulation(args.backend, args.accumulate_grad_batches),
+        accumulate_grad_batches=args.accumulate_grad_batches,
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     ), backend=args.backend)
-    base_size = args.base_size or SIZES[args.dataset][0]
-    crop_size = args.crop_size or SIZES[args.dataset][1]
-    datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, base_size, crop_size,
+    [(reader, _)] = single_source(args.dataset, args.data_path)
+    datamodule = SegmentationDataModule(args.data_path, reader.NAME, args.batch_size, args.base_size, args.crop_size,
                                         num_workers=args.num_workers, seed=args.seed)
     datamodule.setup("fit")  # fails early, with the expected path, when the data is missing
     module = LSegModule(
+        labels=datamodule.labels,  # the dataset's own classes (#21), in class-id order
         backbone=args.backbone, num_features=args.num_features, arch_option=args.arch_option,
         block_depth=args.block_depth, activation=args.activation, use_bn=not args.no_batchnorm,
         pretrained=args.pretrained, base_lr=args.base_lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
         weight_decay=args.weight_decay, momentum=args.momentum, ignore_index=args.ignore_index,
-        backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches,
+        backend=args.backend, accumulate_grad_batches=args.accumulate_grad_batches, ms_mode=args.ms_mode,
+        midasproto=args.midasproto,
     )
-    check_data_fits(module, datamodule)  # before the Trainer makes its log folder
+    module.check_data(datamodule)  # before the Trainer makes its log folder
+    if args.finetune_weights is not None:
+        load_finetune_weights(module, args.finetune_weights, args.trust)
     exp_dir = os.path.join(LOG_ROOT, args.exp_name)
     resume = args.resume or (None if args.no_resume else latest_last_checkpoint(exp_dir))
     weights_only = checkpoint_for_lightning(resume, args.trust) if resume is not None else None

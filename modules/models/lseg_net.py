@@ -25,7 +25,12 @@ from .lseg_blocks import (
 )
 from .lseg_vit import VitBackbone
 
-__all__ = ["LSegNet", "STAGES"]
+__all__ = ["LSegNet", "STAGES", "l2_normalize"]
+
+
+def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` divided by its L2 norm along ``dim``: what the cosine head compares."""
+    return x / x.norm(dim=dim, keepdim=True)
 
 
 class LSegNet(nn.Module):
@@ -66,12 +71,16 @@ class LSegNet(nn.Module):
         tokens = tokenize(labels, self.clip_pretrained.context_length).to(self.logit_scale.device)
         return self.clip_pretrained(tokens)
 
+    def text_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(L, context_length)`` CLIP token ids -> ``(L, out_c)`` text features, L2-normalised."""
+        return l2_normalize(self.clip_pretrained(tokens), -1)
+
     # -- image --------------------------------------------------------------
     def cosine_logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         n, _, h, w = image_features.shape
         image = image_features.permute(0, 2, 3, 1).reshape(-1, self.out_c)
-        image = image / image.norm(dim=-1, keepdim=True)
-        text = text_features / text_features.norm(dim=-1, keepdim=True)
+        image = l2_normalize(image, -1)
+        text = l2_normalize(text_features, -1)
         if self.options.half_logits:
             # upstream's order: cast to fp16, then scale (the scale is rounded to fp16 too), fp16 product
             logits = ((self.logit_scale * image.half()) @ text.half().t()).float()
@@ -79,8 +88,8 @@ class LSegNet(nn.Module):
             logits = (self.logit_scale * image) @ text.t()
         return logits.view(n, h, w, -1).permute(0, 3, 1, 2)
 
-    def forward_stages(self, x: torch.Tensor, text_features: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+    def encode_image(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The image path's stages, ``layer_1`` to ``image_features`` (``(N, out_c, H/2, W/2)``, unnormalised)."""
         check_image_size(x.shape[2], x.shape[3], self.patch_size)
         s = self.scratch
         layers = self.pretrained(x)
@@ -89,17 +98,27 @@ class LSegNet(nn.Module):
         path_3 = s.refinenet3(path_4, rn[2])
         path_2 = s.refinenet2(path_3, rn[1])
         path_1 = s.refinenet1(path_2, rn[0])
-        image_features = s.head1(path_1)
-        logits = self.cosine_logits(image_features, text_features)
+        stages = dict(zip(("layer_1", "layer_2", "layer_3", "layer_4"), layers))
+        stages.update(path_4=path_4, path_3=path_3, path_2=path_2, path_1=path_1, image_features=s.head1(path_1))
+        return stages
+
+    def pixel_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, out_c, H/2, W/2)`` image features, L2-normalised per pixel: the logits are
+        ``logit_scale`` times their dot products with ``text_embeddings``, upsampled x2."""
+        return l2_normalize(self.encode_image(x)["image_features"], 1)
+
+    def forward_stages(self, x: torch.Tensor, text_features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every intermediate the parity checks compare, by name (``lang_seg.config.STAGES``)."""
+        s = self.scratch
+        stages = self.encode_image(x)
+        logits = self.cosine_logits(stages["image_features"], text_features)
         out = logits
         if self.options.arch_option in (1, 2):
             for _ in range(self.options.block_depth - 1):
                 out = s.head_block(out)
             out = s.head_block(out, False)
         out = s.output_conv(out)
-        stages = dict(zip(("layer_1", "layer_2", "layer_3", "layer_4"), layers))
-        stages.update(path_4=path_4, path_3=path_3, path_2=path_2, path_1=path_1)
-        stages.update(image_features=image_features, logits=logits, out=out)
+        stages.update(logits=logits, out=out)
         return stages
 
     def forward(self, x: torch.Tensor, labels_or_features) -> torch.Tensor:

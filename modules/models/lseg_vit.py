@@ -7,12 +7,11 @@ captured by global forward hooks.
 """
 from __future__ import annotations
 
-import math
 from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from lang_seg.config import BackboneConfig
@@ -101,13 +100,10 @@ def make_timm_vit(config: BackboneConfig, pretrained: bool = False) -> VisionTra
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, start_index: int = 1) -> torch.Tensor:
-    """Bilinearly resize the patch position embeddings to a ``grid_h x grid_w`` grid, as upstream does."""
-    tokens, grid = pos_embed[:, :start_index], pos_embed[0, start_index:]
-    old = int(math.sqrt(len(grid)))
-    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bilinear")
-    grid = grid.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
-    return torch.cat([tokens, grid], dim=1)
+    """The patch position embeddings resized to a ``grid_h x grid_w`` grid as upstream does (bilinear, no
+    antialiasing, corners not aligned): timm's own resampler, equal to upstream's to the last bit."""
+    return resample_abs_pos_embed(pos_embed, new_size=[grid_h, grid_w], num_prefix_tokens=start_index,
+                                  interpolation="bilinear", antialias=False)
 
 
 class VitBackbone(nn.Module):

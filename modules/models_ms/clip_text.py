@@ -37,13 +37,17 @@ class MultiheadAttention(nn.Cell):
                                         name="in_proj_weight")
         self.in_proj_bias = Parameter(initializer("zeros", (3 * width,), mstype.float32), name="in_proj_bias")
         self.out_proj = nn.Dense(width, width, weight_init=Normal(proj_std), bias_init="zeros", has_bias=True)
+        self.scores = ops.BatchMatMul(transpose_b=True)  # q @ k^T without a transpose of k
 
     def construct(self, x, mask):
         b, n, c = x.shape
-        qkv = ops.dense(x, self.in_proj_weight, self.in_proj_bias)
+        # the bias added per row of a 2-D product (BiasAdd), the mask broadcast explicitly: a broadcasting add
+        # keeps per-element index tables in a compiled CPU graph (``modules.models_ms.table_free``)
+        qkv = ops.bias_add(ops.dense(x.reshape(b * n, c), self.in_proj_weight), self.in_proj_bias)
         qkv = qkv.reshape(b, n, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ops.softmax(ops.matmul(q * self.scale, k.swapaxes(-2, -1)) + mask, axis=-1)
+        scores = self.scores(q * self.scale, k)
+        attn = ops.softmax(scores + ops.broadcast_to(mask, scores.shape), axis=-1)
         x = ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
         return self.out_proj(x)
 
@@ -102,7 +106,8 @@ class ClipTextEncoder(nn.Cell):
 
     def construct(self, tokens, eot_index):
         """``tokens (L, context) int32``, ``eot_index (L,) int32`` -> ``(L, embed_dim)``."""
-        x = self.token_embedding(tokens) + self.positional_embedding
+        x = self.token_embedding(tokens)
+        x = x + ops.broadcast_to(self.positional_embedding, x.shape)
         x = self.ln_final(self.transformer(x, self.mask))
         x = ops.gather_d(x, 1, ops.broadcast_to(eot_index.reshape(-1, 1, 1), (x.shape[0], 1, x.shape[2])))
         return ops.matmul(x.squeeze(1), self.text_projection)

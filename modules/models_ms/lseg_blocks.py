@@ -5,9 +5,12 @@ from typing import Sequence
 
 from mindspore import nn, ops
 
+from .onednn_conv import Conv2d
+
 
 def conv3x3(cin: int, cout: int, bias: bool) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=1, pad_mode="pad", padding=1, has_bias=bias)
+    # oneDNN's direct kernels where this process has them (onednn_conv): no im2col buffer held per convolution
+    return Conv2d(cin, cout, 3, stride=1, pad_mode="pad", padding=1, has_bias=bias)
 
 
 def upsample2x(x):
@@ -106,7 +109,8 @@ class bottleneck_block(depthwise_block):
     """``arch_option=1``: depthwise conv plus the per-pixel max over labels."""
 
     def construct(self, x, act: bool = True):
-        x = self.depthwise(x) + x.max(axis=1, keepdims=True)
+        # the per-pixel max broadcast explicitly: a broadcasting add keeps index tables (``table_free``)
+        x = self.depthwise(x) + ops.broadcast_to(x.max(axis=1, keepdims=True), x.shape)
         if act:
             x = self.activation(x)
         return x

@@ -15,6 +15,8 @@ from mindspore.common.initializer import Normal, TruncatedNormal, initializer
 
 from lang_seg.config import BackboneConfig
 
+from .table_free import GELU, Softmax
+
 
 def layer_norm(width: int, eps: float) -> nn.LayerNorm:
     return nn.LayerNorm((width,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
@@ -39,13 +41,18 @@ class Attention(nn.Cell):
         self.scale = self.head_dim ** -0.5
         self.qkv = vit_dense(dim, dim * 3)
         self.proj = vit_dense(dim, dim)
+        # q @ k^T without a transpose of k, attn @ v with a gradient free of transposes (``ops.matmul``'s has
+        # two), softmax with a gradient free of broadcasting: each would keep index tables (``table_free``)
+        self.scores = ops.BatchMatMul(transpose_b=True)
+        self.weighted = ops.BatchMatMul()
+        self.softmax = Softmax(axis=-1)
 
     def construct(self, x):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ops.softmax(ops.matmul(q * self.scale, k.swapaxes(-2, -1)), axis=-1)
-        x = ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
+        attn = self.softmax(self.scores(q * self.scale, k))
+        x = self.weighted(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
         return self.proj(x)
 
 
@@ -53,7 +60,7 @@ class Mlp(nn.Cell):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = vit_dense(dim, hidden)
-        self.act = nn.GELU(approximate=False)
+        self.act = GELU()
         self.fc2 = vit_dense(hidden, dim)
 
     def construct(self, x):
@@ -100,13 +107,14 @@ class Slice(nn.Cell):
 
 class AddReadout(nn.Cell):
     def construct(self, x):
-        return x[:, 1:] + x[:, 0:1]
+        tokens = x[:, 1:]
+        return tokens + ops.broadcast_to(x[:, 0:1], tokens.shape)
 
 
 class ProjectReadout(nn.Cell):
     def __init__(self, in_features: int):
         super().__init__()
-        self.project = nn.SequentialCell([nn.Dense(2 * in_features, in_features), nn.GELU(approximate=False)])
+        self.project = nn.SequentialCell([nn.Dense(2 * in_features, in_features), GELU()])
 
     def construct(self, x):
         tokens = x[:, 1:]
@@ -169,7 +177,8 @@ class VitBackbone(nn.Cell):
         x = model.patch_embed.proj(x)
         x = x.reshape(b, x.shape[1], -1).transpose(0, 2, 1)
         cls = ops.broadcast_to(model.cls_token, (b, 1, x.shape[2]))
-        x = ops.cat((cls, x), 1) + self.resized_pos_embed(grid_h, grid_w)
+        x = ops.cat((cls, x), 1)
+        x = x + ops.broadcast_to(self.resized_pos_embed(grid_h, grid_w), x.shape)  # the batch explicitly
         outputs = ()
         index = 0
         for block in model.blocks:

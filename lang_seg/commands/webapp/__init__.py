@@ -1,4 +1,4 @@
-"""The browser demo's Streamlit page (``page.py``), started by ``python -m lang_seg.commands.app``.
+"""The browser demo's Streamlit page (``page.py``), started by ``lseg-app``.
 
 A package of its own because Streamlit puts the page's folder on ``sys.path``:
 here that adds nothing but the page itself.

@@ -1,7 +1,7 @@
 """The browser demo's page: pick a picture, type labels, see the segmentation, download the label map.
 
 Streamlit runs this script once per interaction and per browser session;
-``python -m lang_seg.commands.app`` starts it with ``-- --weights CKPT [--backend B] [--max-side N]``.
+``lseg-app`` starts it with ``-- --weights CKPT [--backend B] [--max-side N]``.
 Models live in ``lang_seg.commands.app_logic.model_store`` (once per process and backend),
 results in ``st.session_state`` (one per browser session). Any failure is shown
 as ``error: ...`` and the page keeps serving.
