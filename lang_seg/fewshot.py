@@ -30,6 +30,7 @@ from .errors import LangSegError
 BACKGROUND = "others"  # upstream's label of the rest of the image in every episode (lseg_net_zs.py)
 IGNORE = 255  # upstream's Evaluator.ignore_index
 FOLDS = 4
+UPSTREAM_DATAPATH = "fewshot_data/Datasets_HSN"  # upstream's default --datapath (HSNet's layout)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ LAYERS = (
     ("Lightning shell", ("lang_seg.modules", "lang_seg.data")),
     ("commands", ("lang_seg.commands", "lang_seg.export.command", "lang_seg.export.__main__",
                   "lang_seg.export.onnx_files", "lang_seg.export.mindir_files", "train_lseg", "test_lseg",
-                  "test_lseg_zs", "prepare_ade20k")),
+                  "train_lseg_zs", "test_lseg_zs", "prepare_ade20k")),
     ("tools", ("lang_seg.tools",)),
 )
 # folders of the package, and where a checkout keeps them (lang_seg/checkout.py)
 PACKAGES = {"lang_seg": "lang_seg", "lang_seg.modules": "modules", "lang_seg.data": "data",
             "lang_seg.label_files": "label_files", "lang_seg.configs": "configs"}
-SCRIPTS = ("train_lseg", "test_lseg", "test_lseg_zs", "prepare_ade20k")
+SCRIPTS = ("train_lseg", "test_lseg", "train_lseg_zs", "test_lseg_zs", "prepare_ade20k")
 
 
 def layer_of(module: str) -> int:

@@ -10,8 +10,8 @@ masks are resized as ``F.interpolate(mode="nearest")`` does.
 
 Episodes of the evaluation splits are drawn once, in order, from one ``RandomState(seed)``: the same
 calls upstream makes after ``utils.fix_randseed(seed)``, so a run gives upstream's episodes and two runs
-score the same. Training episodes draw from a generator of their own per ``(seed, index)``, so workers
-and shuffling do not change them.
+score the same. Training episodes draw from a generator of their own per ``(seed, index)`` (or
+``(seed, epoch, index)``), so workers and shuffling do not change them.
 """
 from __future__ import annotations
 
@@ -130,20 +130,24 @@ class FewShotDataset:
             raise LangSegError(f"{len(missing)} of the files the {len(episodes)} episodes need are missing under "
                                f"{self.datapath} (first: {missing[0]}): the dataset is incomplete")
 
-    def episode(self, index: int) -> Tuple[str, List[str], int]:
+    def episode(self, index: int, epoch: Optional[int] = None) -> Tuple[str, List[str], int]:
         if self.episodes is not None:
             return self.episodes[index]
-        return self.sample(index, np.random.RandomState([self.seed, index]))
+        key = [self.seed, index] if epoch is None else [self.seed, epoch, index]
+        return self.sample(index, np.random.RandomState(key))
 
     def load(self, name: str, class_id: int):
         image = transform(open_image(self.image_path(name)), self.img_size, self.norm)
         mask, ignore = self.read_mask(name, class_id)
         return image, resize_nearest(mask, self.img_size), resize_nearest(ignore, self.img_size)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index) -> dict:
+        """Episode ``index``; ``(index, epoch)`` (``lang_seg.data.datamodule.EpochSampler``'s items) draws a
+        training episode's supports anew each epoch, as upstream's generator does, reproducibly."""
+        index, epoch = index if isinstance(index, tuple) else (index, None)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        query, supports, class_id = self.episode(index)
+        query, supports, class_id = self.episode(index, epoch)
         image, mask, ignore = self.load(query, class_id)
         size = self.img_size
         loaded = [self.load(n, class_id) for n in supports] if self.load_support else []

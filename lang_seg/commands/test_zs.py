@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from lang_seg.errors import LangSegError, cli_errors
+from lang_seg.fewshot import UPSTREAM_DATAPATH
 
 NO_EFFECT = "no effect (accepted for upstream's command lines)"
-UPSTREAM_DATAPATH = "fewshot_data/Datasets_HSN"  # upstream's default --datapath
 LOG_DIR = Path("logs") / "fewshot"
 
 
@@ -145,18 +145,6 @@ def load(args, ckpt):
                                ms_mode=args.ms_mode, zero_shot=True)
 
 
-def datapath_of(args, benchmark: str) -> str:
-    if args.datapath is not None:
-        return args.datapath
-    if benchmark == "fss" and not os.path.isdir(os.path.join(UPSTREAM_DATAPATH, "FSS-1000")):
-        from lang_seg.data.fewshot.bundled import ROOT
-
-        print(f"no --datapath and no {UPSTREAM_DATAPATH}/FSS-1000 here: the bundled tiny FSS-1000-layout set "
-              f"({ROOT}; generated pictures, its scores say nothing about LSeg)")
-        return str(ROOT)
-    return UPSTREAM_DATAPATH
-
-
 def batches(dataset, size: int, workers: int, limit: int):
     """Episodes ``size`` at a time as numpy dicts (through a DataLoader with ``workers`` processes)."""
     import numpy as np
@@ -184,7 +172,9 @@ def evaluate(args, benchmark: str) -> int:
     from lang_seg.fewshot import BENCHMARKS, FewShotMetric, episode_predictions
 
     ckpt, options = read(args)
-    datapath = datapath_of(args, benchmark)
+    from lang_seg.data.fewshot import resolve_datapath
+
+    datapath = resolve_datapath(benchmark, args.datapath)
     with warnings.catch_warnings(record=True) as notes:  # the dataset is checked before the model is built
         warnings.simplefilter("always")
         dataset = build_dataset(benchmark, datapath, args.fold, "test", args.nshot, img_size=args.img_size,

@@ -77,15 +77,19 @@ class LSegNet(nn.Module):
 
     # -- image --------------------------------------------------------------
     def cosine_logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``text_features``: ``(L, C)`` for the whole batch, or ``(N, L, C)``, one label set per image (the
+        zero-shot episodes, upstream's ``net(x, class_info)``)."""
         n, _, h, w = image_features.shape
         image = image_features.permute(0, 2, 3, 1).reshape(-1, self.out_c)
         image = l2_normalize(image, -1)
         text = l2_normalize(text_features, -1)
+        if text.dim() == 3:  # each image against its own labels: (N, H*W, C) @ (N, C, L)
+            image = image.view(n, h * w, self.out_c)
         if self.options.half_logits:
             # upstream's order: cast to fp16, then scale (the scale is rounded to fp16 too), fp16 product
-            logits = ((self.logit_scale * image.half()) @ text.half().t()).float()
+            logits = ((self.logit_scale * image.half()) @ text.half().transpose(-1, -2)).float()
         else:
-            logits = (self.logit_scale * image) @ text.t()
+            logits = (self.logit_scale * image) @ text.transpose(-1, -2)
         return logits.view(n, h, w, -1).permute(0, 3, 1, 2)
 
     def encode_image(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -125,7 +129,8 @@ class LSegNet(nn.Module):
         """Per-pixel label scores ``(N, L, H, W)``.
 
         ``labels_or_features``: a list of label strings, or precomputed text
-        features ``(L, out_c)`` (what callers that reuse one label set pass).
+        features ``(L, out_c)`` (what callers that reuse one label set pass), or
+        ``(N, L, out_c)``: one label set per image.
         """
         if isinstance(labels_or_features, torch.Tensor):
             text_features = labels_or_features

@@ -64,7 +64,7 @@ class LSegNet(nn.Cell):
         keeps per-element index tables on CPU: 2.8 GB in the training graph at 480x480, ``table_free``)."""
         n, c, h, w = image_features.shape
         image = self.unit_channels(image_features.reshape(n, c, h * w))
-        text = self.unit_rows(text_features)
+        text = self.unit_rows(text_features)  # (L, C), or (N, L, C): one label set per image
         if self.half_logits:
             # upstream's (and the reference's) order: cast to fp16, then scale by the fp16-rounded scale in fp16;
             # the fp16 product is summed in fp32 and rounded to fp16 once, as torch's fp16 matmul does
@@ -78,8 +78,11 @@ class LSegNet(nn.Cell):
 
     def _per_image(self, text, image):
         """``(L, C) @ (N, C, P) -> (N, L, P)``: the text broadcast over the batch explicitly, a ``BatchMatMul``
-        (``ops.matmul``'s gradient transposes)."""
-        return self.batch_matmul(ops.broadcast_to(text, (image.shape[0],) + text.shape), image)
+        (``ops.matmul``'s gradient transposes); ``(N, L, C)`` text, one label set per image (the zero-shot
+        episodes), multiplies as it is."""
+        if len(text.shape) == 2:
+            text = ops.broadcast_to(text, (image.shape[0],) + text.shape)
+        return self.batch_matmul(text, image)
 
     def text_embeddings(self, tokens):
         """``(L, context_length)`` CLIP token ids -> ``(L, out_c)`` text features, L2-normalised."""
