@@ -1,13 +1,17 @@
-"""LightningDataModule for lang-seg's segmentation datasets."""
+"""LightningDataModule for lang-seg's segmentation datasets: one, or several in one run (``mixture``)."""
 from __future__ import annotations
 
-from typing import List, Optional
+import random
+from typing import Dict, List, Optional, Union
 
 import pytorch_lightning as pl
 import torch
 
+from lang_seg.errors import LangSegError
+
 from . import default_workers
-from .registry import data_root, dataset_class, dataset_labels, get_dataset
+from .mixture import Mixture, MixtureSampler, Tagged, check_sizes, parse_weights
+from .registry import run_labels, source_names, sources
 
 
 class EpochSampler(torch.utils.data.DistributedSampler):
@@ -49,27 +53,51 @@ class SegmentationDataModule(pl.LightningDataModule):
     """Train (random scale/crop/mirror) and val (centre crop) loaders over ``dataset`` at ``data_path``
     (relative to the working directory; None or ``bundled``: the small datasets bundled with the package).
     ``base_size``/``crop_size`` default to the dataset's (upstream's); ``num_workers`` None: upstream's 16
-    loading processes, at most one per core (``default_workers``)."""
+    loading processes, at most one per core (``default_workers``).
 
-    def __init__(self, data_path: Optional[str] = None, dataset: str = "ade20k", batch_size: int = 1,
-                 base_size: Optional[int] = None, crop_size: Optional[int] = None, num_workers: Optional[int] = None,
-                 blur: bool = False, seed: Optional[int] = None):
+    Several datasets (``dataset='ade20k,pascal_voc'`` or a list, ``data_path`` one path each or one for all):
+    each training batch comes from one of them (``data/mixture.py``: in proportion to their sizes, or to
+    ``dataset_weights``) and carries its index, ``(image, target, source)``; validation has one loader a
+    dataset. Each keeps its own sizes unless ``base_size``/``crop_size`` are given.
+    """
+
+    def __init__(self, data_path: Union[None, str, List[str]] = None, dataset: Union[str, List[str]] = "ade20k",
+                 batch_size: int = 1, base_size: Optional[int] = None, crop_size: Optional[int] = None,
+                 num_workers: Optional[int] = None, blur: bool = False, seed: Optional[int] = None,
+                 dataset_weights: Union[None, str, List[float]] = None):
         super().__init__()
-        reader = dataset_class(dataset)  # an unknown name stops here, with the choices
-        base_size, crop_size = base_size or reader.BASE_SIZE, crop_size or reader.CROP_SIZE
+        self.sources = sources(dataset, data_path)  # an unknown name, lists of different lengths stop here
+        self.names = source_names(self.sources)
+        self.weights = parse_weights(dataset_weights, len(self.sources))
+        if len(self.sources) == 1:
+            reader = self.sources[0][0]
+            base_size, crop_size = base_size or reader.BASE_SIZE, crop_size or reader.CROP_SIZE
         self.save_hyperparameters()  # the sizes as resolved
-        self.trainset = self.valset = None
+        self.trainsets: List = []
+        self.valsets: List = []
         self.skip_batches = 0  # of the next training epoch: a run resumed mid-epoch (lang_seg.modules.callbacks.Interruptible)
 
     @property
-    def root(self) -> str:
-        return str(data_root(self.hparams.data_path))
+    def labels(self) -> Union[List[str], Dict[str, List[str]]]:
+        """The dataset's class names, in class-id order: the model's label set when none is given; with several
+        datasets ``{name: class names}``, in the run's order."""
+        opened = self.trainsets or self.valsets
+        if not opened:
+            return run_labels(self.hparams.dataset, self.hparams.data_path)
+        return opened[0].labels if len(opened) == 1 else {name: d.labels for name, d in zip(self.names, opened)}
 
     @property
-    def labels(self) -> List[str]:
-        """The dataset's class names, in class-id order: the model's label set when none is given."""
-        opened = self.trainset or self.valset
-        return opened.labels if opened is not None else dataset_labels(self.hparams.dataset, self.hparams.data_path)
+    def trainset(self):
+        return self._only(self.trainsets)
+
+    @property
+    def valset(self):
+        return self._only(self.valsets)
+
+    def _only(self, opened):
+        if len(self.sources) > 1:
+            raise LangSegError(f"this data module reads {len(self.sources)} datasets: use trainsets / valsets")
+        return opened[0] if opened else None
 
     @property
     def workers(self) -> int:
@@ -77,31 +105,46 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
-        common = dict(root=self.root, base_size=h.base_size, crop_size=h.crop_size)
-        if stage in (None, "fit") and self.trainset is None:
-            self.trainset = get_dataset(h.dataset, split="train", mode="train",
-                                        blur=h.blur, seed=h.seed, **common)
-        if stage in (None, "fit", "validate") and self.valset is None:
-            self.valset = get_dataset(h.dataset, split="val", mode="val", **common)
+        sizes = dict(base_size=h.base_size, crop_size=h.crop_size)
+        if stage in (None, "fit") and not self.trainsets:
+            self.trainsets = [reader(root, split="train", mode="train", blur=h.blur, seed=h.seed, **sizes)
+                              for reader, root in self.sources]
+        if stage in (None, "fit", "validate") and not self.valsets:
+            self.valsets = [reader(root, split="val", mode="val", **sizes) for reader, root in self.sources]
+
+    def check_batches(self, processes: int = 1) -> None:
+        """Several datasets: each holds at least one global batch (every step draws from one of them)."""
+        if len(self.sources) > 1 and self.trainsets:
+            check_sizes(self.names, [len(d) for d in self.trainsets], self.hparams.batch_size * processes, processes)
 
     def train_dataloader(self):
-        seed = self.hparams.seed
+        seed, batch = self.hparams.seed, self.hparams.batch_size
         trainer = self.trainer
         rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = (EpochSampler(len(self.trainset), seed, self.hparams.batch_size, rank, replicas)
-                   if seed is not None else None)
+        if len(self.sources) > 1:
+            if seed is None:  # every process must draw the same datasets in the same order: rank 0's choice
+                seed = random.randrange(2 ** 31)
+                seed = trainer.strategy.broadcast(seed) if trainer is not None else seed
+            sampler = MixtureSampler([len(d) for d in self.trainsets], seed, batch, rank, replicas, self.weights,
+                                     self.names)
+            dataset = Mixture(self.trainsets)
+        else:
+            sampler = EpochSampler(len(self.trainset), seed, batch, rank, replicas) if seed is not None else None
+            dataset = self.trainset
         if sampler is not None:
-            sampler.skip, self.skip_batches = self.skip_batches * self.hparams.batch_size, 0
+            sampler.skip, self.skip_batches = self.skip_batches * batch, 0
             if trainer is not None:
                 # Lightning creates the loader's iterator before its set_epoch, and with workers the iterator
                 # draws the first indices at once: a resumed run would repeat epoch 0's order otherwise
                 sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return torch.utils.data.DataLoader(
-            self.trainset, batch_size=self.hparams.batch_size, shuffle=sampler is None, sampler=sampler,
+            dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler,
             drop_last=True, num_workers=self.workers,
         )
 
     def val_dataloader(self):
-        return torch.utils.data.DataLoader(
-            self.valset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.workers,
-        )
+        loaders = [torch.utils.data.DataLoader(
+            Tagged(valset, source) if len(self.valsets) > 1 else valset, batch_size=self.hparams.batch_size,
+            shuffle=False, num_workers=self.workers,
+        ) for source, valset in enumerate(self.valsets)]
+        return loaders[0] if len(loaders) == 1 else loaders

@@ -9,7 +9,7 @@ scales and labels from the class.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Type, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from lang_seg.errors import LangSegError
 
@@ -72,3 +72,22 @@ def sources(datasets: Union[str, Sequence[str]], data_paths: Union[None, str, Se
         raise LangSegError(f"{len(names)} datasets ({', '.join(names)}) but {len(paths)} data paths: give one path "
                            f"per dataset, in the same order, or one path holding them all")
     return [(cls, data_root(path)) for cls, path in zip(classes, paths)]
+
+
+def source_names(found: Sequence[Tuple[Type[SegmentationDataset], Path]]) -> List[str]:
+    """Each dataset's name in a run (its metrics are logged under it): the reader's name, ``_2``, ``_3`` added
+    when one is given again (two folder datasets, say)."""
+    count: dict = {}
+    names = []
+    for reader, _ in found:
+        count[reader.NAME] = count.get(reader.NAME, 0) + 1
+        names.append(reader.NAME if count[reader.NAME] == 1 else f"{reader.NAME}_{count[reader.NAME]}")
+    return names
+
+
+def run_labels(datasets, data_paths=None) -> Union[List[str], Dict[str, List[str]]]:
+    """The model's labels for a run when none are given: the dataset's class names, or, for several,
+    ``{name: class names}`` in the run's order."""
+    found = sources(datasets, data_paths)
+    sets = [reader.read_labels(root) for reader, root in found]
+    return sets[0] if len(sets) == 1 else dict(zip(source_names(found), sets))

@@ -16,7 +16,7 @@ from typing import Optional
 from pytorch_lightning.cli import LightningCLI
 
 from lang_seg.data.datamodule import SegmentationDataModule
-from lang_seg.data.registry import dataset_labels
+from lang_seg.data.registry import run_labels
 
 from .lseg_module import LSegModule
 from .trainer import checkpoint_for_lightning, trainer_arguments
@@ -54,10 +54,11 @@ class LSegCLI(LightningCLI):
                 flag="--ckpt_path")
 
     def before_instantiate_classes(self) -> None:
-        # issue #21: without model.labels the model learns the dataset's own classes, not ADE20K's 150
+        # issue #21: without model.labels the model learns the dataset's own classes, not ADE20K's 150 (several
+        # datasets: {name: classes}, each batch scored with its dataset's)
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.model.labels is None:
-            config.model.labels = dataset_labels(config.data.dataset, config.data.data_path)
+            config.model.labels = run_labels(config.data.dataset, config.data.data_path)
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path's hyper-parameters weights-only whatever it is told: allow what the

@@ -1,4 +1,5 @@
-"""LSeg as a Lightning module: upstream's ``LSegModule``, trained on a fixed label set, on either backend.
+"""LSeg as a Lightning module: upstream's ``LSegModule``, trained on a fixed label set (or one a dataset, for
+several datasets in one run), on either backend.
 
 ``LSegModule(..., backend="torch")`` trains the torch reference (this file);
 ``backend="mindspore"`` gives ``MindSporeLSegModule``: this class with the mixin
@@ -10,7 +11,7 @@ under upstream's flag names, so checkpoints carry the network options (``lang_se
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -60,15 +61,20 @@ class LSegModule(LSegmentationModule, metaclass=OnBackend):
 
     def __init__(self, backbone: str = "clip_vitl16_384", num_features: int = 256, readout: str = "project",
                  arch_option: int = 0, block_depth: int = 0, activation: str = "lrelu", use_bn: bool = True,
-                 labels: Optional[Sequence[str]] = None, pretrained: bool = True, base_lr: float = 0.004,
+                 labels: Union[Sequence[str], Mapping[str, Sequence[str]], None] = None, pretrained: bool = True,
+                 base_lr: float = 0.004,
                  batch_size: int = 1, max_epochs: int = 200, weight_decay: float = 1e-4, momentum: float = 0.9,
                  ignore_index: int = -1, backend: str = "torch", accumulate_grad_batches: int = 1,
                  ms_mode: Optional[str] = None, midasproto: bool = False):
         check_backend(backend)
-        labels = list(labels) if labels is not None else ade20k_labels()
+        if isinstance(labels, Mapping):  # several datasets: {name: its labels}, in the data module's order
+            labels = {str(name): list(names) for name, names in labels.items()}
+            self.label_sets, classes = list(labels.values()), {name: len(names) for name, names in labels.items()}
+        else:
+            labels = list(labels) if labels is not None else ade20k_labels()
+            self.label_sets, classes = [labels], len(labels)
         super().__init__(base_lr=base_lr, batch_size=batch_size, max_epochs=max_epochs, weight_decay=weight_decay,
-                         momentum=momentum, ignore_index=ignore_index, num_classes=len(labels),
-                         midasproto=midasproto)
+                         momentum=momentum, ignore_index=ignore_index, num_classes=classes, midasproto=midasproto)
         self.save_hyperparameters()
         self.labels = labels
         self.backend = backend
@@ -82,7 +88,7 @@ class LSegModule(LSegmentationModule, metaclass=OnBackend):
         # tail, scratch.refinenet4.resConfUnit1) is frozen, so DDP needs no find_unused_parameters
         for name, param in self.net.named_parameters():
             param.requires_grad_(is_trained(name, self.options))
-        self._text_features: Optional[torch.Tensor] = None
+        self._text_features: Dict[int, torch.Tensor] = {}  # a label set's, by dataset index
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -92,21 +98,23 @@ class LSegModule(LSegmentationModule, metaclass=OnBackend):
                                f"accumulates {lightning}: pass Trainer(accumulate_grad_batches={wanted}) (Lightning "
                                "accumulates on both backends)")
 
-    def text_features(self) -> torch.Tensor:
-        if self._text_features is None or self._text_features.device != self.device:
+    def text_features(self, source: int = 0) -> torch.Tensor:
+        """The text features of dataset ``source``'s label set, computed once (the text tower is frozen)."""
+        cached = self._text_features.get(source)
+        if cached is None or cached.device != self.device:
             with torch.no_grad():
-                self._text_features = self.net.encode_text(self.labels)
-        return self._text_features
+                cached = self._text_features[source] = self.net.encode_text(self.label_sets[source])
+        return cached
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x, self.text_features())
+    def forward(self, x: torch.Tensor, source: int = 0) -> torch.Tensor:
+        return self.net(x, self.text_features(source))
 
-    def train_forward(self, img, target):
-        out = self(img)
+    def train_forward(self, img, target, source=0):
+        out = self(img, source)
         return self.loss(out, target), out.argmax(1)
 
-    def forward_eval(self, img):
-        return self(img)
+    def forward_eval(self, img, source=0):
+        return self(img, source)
 
     def parameter_groups(self):
         return list(self.net.pretrained.parameters()), list(self.net.scratch.parameters())

@@ -1,6 +1,7 @@
 """Test-only: ``train_lseg.py``'s upstream-flag run with one more callback that records, on every rank, what
-the DDP tests compare: the initial weights, the first batch, and after every optimizer step the loss, the
-trained weights, BatchNorm statistics and (MindSpore) the optimizer's momentum buffers.
+the DDP tests compare: the initial weights, the first batch, every batch's images (their sums) and, with several
+datasets, their dataset indices, and after every optimizer step the loss, the trained weights, BatchNorm
+statistics and (MindSpore) the optimizer's momentum buffers.
 
     python tests/ddp_run.py OUT_DIR [train_lseg.py flags]      # writes OUT_DIR/rank<R>.npz
 
@@ -46,6 +47,9 @@ class Record(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.data.setdefault("losses", []).append(float(loss))
+        self.data.setdefault("image_sums", []).append(batch[0].double().sum((1, 2, 3)).numpy())
+        if len(batch) == 3:  # several datasets: each item's dataset index
+            self.data.setdefault("sources", []).append(batch[2].numpy())
         if trainer.global_step == self.last_step:
             return
         self.last_step = step = trainer.global_step
@@ -57,7 +61,8 @@ class Record(pl.Callback):
                 self.data[f"step{step}/momentum.{key}"] = np.array(value)
 
     def on_train_end(self, trainer, module):
-        self.data["losses"] = np.array(self.data.get("losses", []))
+        for key in ("losses", "image_sums", "sources"):
+            self.data[key] = np.array(self.data.get(key, []))
         self.data["lr"] = np.array(module.lr)
         os.makedirs(self.out_dir, exist_ok=True)
         np.savez(os.path.join(self.out_dir, f"rank{trainer.global_rank}.npz"), **self.data)

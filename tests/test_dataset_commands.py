@@ -106,8 +106,6 @@ BAD = [
      "no_mask/images/training/b.png has no mask: expected"),
     (["train_lseg.py", "--exp_name", "x", "--dataset", "ade20k,pascal_voc", "--data_path", "a,b,c", *TINY],
      "2 datasets (ade20k, pascal_voc) but 3 data paths"),
-    (["train_lseg.py", "--exp_name", "x", "--dataset", "ade20k,pascal_voc", *TINY],
-     "training on several datasets in one run is not available yet; pass one dataset"),
     (["train_lseg.py", "--exp_name", "x", "--dataset", "voc", *TINY],
      "unknown dataset 'voc': choose one of ade20k, folder, pascal_voc, pascal_aug, pcontext, citys, coco"),
     (["train_lseg.py", "fit", "--config", str(REPO / "configs/bundled_tiny.yaml"), "--data.dataset", "folder",

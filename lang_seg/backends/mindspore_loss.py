@@ -19,7 +19,6 @@ every gradient of the net (0.8 % off float64, the parity tolerance is 0.2 %).
 """
 from __future__ import annotations
 
-import mindspore as ms
 from mindspore import nn, ops
 
 from lang_seg.modules.models_ms.table_free import expand

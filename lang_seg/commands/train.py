@@ -42,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
                    help="folder holding the dataset's release layout, e.g. ADEChallengeData2016/, relative to the "
                         "working directory (default, or 'bundled': the small datasets bundled with the package; "
-                        "see docs/datasets.md)")
+                        "see docs/datasets.md); several datasets: P1,P2 in the order of --dataset, or one folder "
+                        "holding them all")
     p.add_argument("--dataset", default="ade20k",
-                   help="a dataset name (docs/datasets.md lists them; an unknown one is refused with the choices)")
+                   help="a dataset name (docs/datasets.md lists them; an unknown one is refused with the choices), or "
+                        "several, e.g. ade20k,pascal_voc: each batch from one, scored with its own labels")
+    p.add_argument("--dataset_weights", default=None,
+                   help="several datasets: how often each is drawn, e.g. 3,1 (default: in proportion to their sizes)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--base_lr", type=float, default=0.004)
     p.add_argument("--momentum", type=float, default=0.9)
@@ -112,18 +116,6 @@ def load_finetune_weights(module, path: str, trust: bool = False) -> None:
                    f"{len(own) - len(matched)} keep their initial values")
 
 
-def single_source(dataset: str, data_path):
-    """The one ``(reader, root)`` of ``--dataset``/``--data_path``; lists are checked, and refused until
-    training on several datasets at once lands (issue #21, part B)."""
-    from lang_seg.data.registry import sources
-
-    found = sources(dataset, data_path)
-    if len(found) > 1:
-        raise LangSegError(f"--dataset {dataset}: training on several datasets in one run is not available yet; "
-                           f"pass one dataset")
-    return found
-
-
 def latest_last_checkpoint(exp_dir: str):
     found = sorted(glob.glob(os.path.join(exp_dir, "version_*", "checkpoints", "last.ckpt")), key=os.path.getmtime)
     return found[-1] if found else None
@@ -149,12 +141,12 @@ def build(args: argparse.Namespace):
         accumulate_grad_batches=args.accumulate_grad_batches,
         overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
     ), backend=args.backend)
-    [(reader, _)] = single_source(args.dataset, args.data_path)
-    datamodule = SegmentationDataModule(args.data_path, reader.NAME, args.batch_size, args.base_size, args.crop_size,
-                                        num_workers=args.num_workers, seed=args.seed)
+    datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, args.base_size, args.crop_size,
+                                        num_workers=args.num_workers, seed=args.seed,
+                                        dataset_weights=args.dataset_weights)
     datamodule.setup("fit")  # fails early, with the expected path, when the data is missing
     module = LSegModule(
-        labels=datamodule.labels,  # the dataset's own classes (#21), in class-id order
+        labels=datamodule.labels,  # the dataset's own classes (#21), in class-id order; {name: classes} for several
         backbone=args.backbone, num_features=args.num_features, arch_option=args.arch_option,
         block_depth=args.block_depth, activation=args.activation, use_bn=not args.no_batchnorm,
         pretrained=args.pretrained, base_lr=args.base_lr, batch_size=args.batch_size, max_epochs=args.max_epochs,

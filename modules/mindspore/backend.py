@@ -24,12 +24,27 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from lang_seg.errors import LangSegError
 
+from ..lsegmentation_module import opened_datasets
 from ..models.lseg_net import LSegNet
 from ..trainer import check_mindspore_trainer
 from . import optimizers
 from .bridge import MindSporeBridge
 
 PREFIX = "net."
+# Several datasets in one run: MindSpore compiles its training graph (and its evaluation graph) once per input
+# shape, and a label set's size is part of the shape, so each distinct (crop size, label count) of a run's
+# datasets adds graphs a process keeps for its life (docs/datasets.md: their compile time and memory).
+MAX_GRAPH_SHAPES = 4
+
+
+def graph_shapes(module, datamodule) -> list:
+    """The distinct ``(crop size, label count)`` of the run's datasets, in their order."""
+    shapes = []
+    for pair, (_, count) in zip(opened_datasets(datamodule), module.sources):
+        shape = (getattr(pair[0], "crop_size", None), count)
+        if shape not in shapes:
+            shapes.append(shape)
+    return shapes
 
 
 class MindSporeBackend:
@@ -66,6 +81,19 @@ class MindSporeBackend:
         super().setup(stage)  # the label count and crop size against the data
         check_mindspore_trainer(self.trainer)
 
+    def data_fits(self, datamodule) -> None:
+        super().data_fits(datamodule)
+        shapes = graph_shapes(self, datamodule)
+        listed = ", ".join(f"{count} labels at {crop}" for crop, count in shapes)
+        if len(shapes) > MAX_GRAPH_SHAPES:
+            raise LangSegError(f"the MindSpore backend compiles graphs for each label count and crop size of the "
+                               f"datasets, and keeps them: {len(shapes)} here ({listed}), at most {MAX_GRAPH_SHAPES} "
+                               f"a run; train fewer datasets together, give them one crop size (--crop_size), or use "
+                               f"--backend torch")
+        if len(shapes) > 1:
+            rank_zero_info(f"MindSpore compiles a training and an evaluation graph for each of {len(shapes)} dataset "
+                           f"shapes ({listed}) on its first batch, and keeps them (docs/datasets.md)")
+
     # -- weights: one copy, MindSpore's -----------------------------------
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         state = self.bridge.state_dict() if self.bridge is not None else self._waiting
@@ -90,16 +118,16 @@ class MindSporeBackend:
         return torch.nn.modules.module._IncompatibleKeys([], [])
 
     # -- the recipe's backend parts -----------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, source: int = 0) -> torch.Tensor:
         self.configure_model()
-        return self.bridge.eval_batch(x, self.labels)
+        return self.bridge.eval_batch(x, self.label_sets[source])
 
-    def forward_eval(self, img):
-        return self(img)
+    def forward_eval(self, img, source=0):
+        return self(img, source)
 
-    def train_forward(self, img, target):
-        return self.bridge.train_batch(img, target, self.labels, scale=1.0 / self.trainer.accumulate_grad_batches,
-                                       weight_decay=self.weight_decay)
+    def train_forward(self, img, target, source=0):
+        return self.bridge.train_batch(img, target, self.label_sets[source],
+                                       scale=1.0 / self.trainer.accumulate_grad_batches, weight_decay=self.weight_decay)
 
     def backward(self, loss, *args, **kwargs) -> None:
         # MindSpore computed the gradients with the loss (its value_and_grad); here they join the update's
