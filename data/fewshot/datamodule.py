@@ -55,14 +55,15 @@ class FewShotDataModule(pl.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if stage in (None, "fit") and self.trainset is None:
             self.trainset = self._open("trn", load_support=True)
+            h = self.hparams
+            if len(self.trainset) < h.batch_size:  # every training batch is full (below)
+                raise LangSegError(f"the {h.benchmark} training split under {h.datapath} has {len(self.trainset)} "
+                                   f"episodes, fewer than the batch size {h.batch_size}: lower --batch_size")
         if stage in (None, "fit", "validate") and self.valset is None:
             self.valset = self._open("val", load_support=False)
 
     def train_dataloader(self):
         h, trainer = self.hparams, self.trainer
-        if len(self.trainset) < h.batch_size:
-            raise LangSegError(f"the {h.benchmark} training split has {len(self.trainset)} episodes, fewer than the "
-                               f"batch size {h.batch_size}: lower --batch_size")
         sampler = None
         if h.seed is not None:
             rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
