@@ -123,10 +123,10 @@ def test_installed_package_ships_the_few_shot_data(site, tmp_path):
 def test_console_scripts_run_from_another_folder(site, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}
     for script, words in (("lseg-test", "--eval"), ("lseg-train", "--exp_name"), ("lseg-convert", "src dst"),
-                          ("lseg-test-zs", "--benchmark")):
+                          ("lseg-test-zs", "--benchmark"), ("lseg-train-zs", "--finetune_mode")):
         done = subprocess.run([str(site / "bin" / script), "--help"], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0 and words in done.stdout, (script, done.stderr[-2000:])
     assert {p.name for p in (site / "bin").iterdir()} >= {"lseg-train", "lseg-test", "lseg-demo", "lseg-app",
                                                           "lseg-convert", "lseg-parity", "lseg-bench",
-                                                          "lseg-test-zs"}
+                                                          "lseg-test-zs", "lseg-train-zs"}
