@@ -13,6 +13,7 @@ import torch
 
 import lang_seg
 from lang_seg.commands import train_zs
+from lang_seg.data.fewshot.common import read_labels
 from lang_seg.fewshot import FewShotMetric, classify_prediction, episode_labels
 from lang_seg.modules.lseg_module_zs import FewShotAreas, LSegModuleZS, episode_batch
 from lang_seg.names import is_unused
@@ -111,6 +112,26 @@ def test_each_image_is_scored_on_its_own_episode():
     assert np.abs(together_ms - alone).max() <= 1e-4 * alone.std()
     swapped = torch_model.logits(x[:1], pairs[1])  # the other pair scores the image differently
     assert np.abs(swapped - alone[:1]).max() > 1e-2 * alone.std()
+
+
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_episode_text_is_each_images_pair(backend):
+    """The module's text features for a batch: image i's ``["others", label of class_ids[i]]``, encoded by the
+    backend's own text tower (each class once a run)."""
+    module = LSegModuleZS(dataset="fss", backbone="tiny_resnet", num_features=16, pretrained=False, backend=backend)
+    ids = torch.tensor([523, 760, 523])
+    if backend == "mindspore":
+        module.configure_model()
+        text = module.episode_text(ids).asnumpy()
+        pairs = [module.bridge.model.text_features(episode_labels(module.class_names[int(i)])).asnumpy() for i in ids]
+    else:
+        text = module.episode_text(ids).numpy()
+        with torch.no_grad():
+            pairs = [module.net.encode_text(episode_labels(module.class_names[int(i)])).numpy() for i in ids]
+    assert module.class_names == read_labels("fss")  # the readers' class_name: upstream's label file
+    assert text.shape == (3, 2, pairs[0].shape[-1])
+    assert np.abs(text - np.stack(pairs)).max() <= 1e-5 * np.abs(text).max()
+    assert sorted(module._text_rows, key=str) == [523, 760, None]
 
 
 def test_a_batch_is_upstreams_supports_then_queries():
