@@ -29,7 +29,8 @@ import torch
 from torchmetrics import MeanMetric, Metric
 
 from lang_seg.errors import LangSegError
-from lang_seg.fewshot import BACKGROUND, BENCHMARKS, FewShotMetric, check_benchmark, check_fold, classify_prediction
+from lang_seg.fewshot import (BACKGROUND, BENCHMARKS, FewShotMetric, check_benchmark, check_fold, classify_prediction,
+                              fold_classes)
 from lang_seg.names import is_trained
 
 from .lseg_module import LSegModule, OnBackend
@@ -155,9 +156,11 @@ class LSegModuleZS(LSegModule, metaclass=OnBackendZS):
                                f"{self.options.backbone}: use e.g. {max(patch, round(size / patch) * patch)} (--img_size)")
 
     def _class_ids(self, split: str):
+        """The classes the figures average over: the opened split's (FSS-1000: the categories present),
+        else the fold's."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         dataset = getattr(datamodule, "trainset" if split == "trn" else "valset", None)
-        return dataset.class_ids
+        return dataset.class_ids if dataset is not None else fold_classes(self.benchmark, self.hparams.fold, split)
 
     def training_step(self, batch, batch_idx):
         img, target, ignore, class_ids = episode_batch(batch, training=True)

@@ -34,20 +34,20 @@ def run_script(script, args, cwd):
 
 
 def train(backend, cwd, name="zs"):
-    """``(losses per step, last.ckpt, stdout)`` of a run started in ``cwd``."""
+    """``(losses per step, last.ckpt, the process's result, metrics.csv rows)`` of a run started in ``cwd``."""
     result = run_script("train_lseg_zs.py", ["--exp_name", name, *TINY, "--backend", backend], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     run = cwd / "checkpoints" / name / "version_0"
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     losses = np.array([float(r["train_loss"]) for r in rows if r.get("train_loss")])
-    return losses, run / "checkpoints" / "last.ckpt", result.stdout, rows
+    return losses, run / "checkpoints" / "last.ckpt", result, rows
 
 
 def test_trains_from_another_folder_and_writes_upstream_layout_checkpoints(tmp_path):
     losses, last, out, rows = train("torch", tmp_path)
     assert len(losses) == 15 and np.isfinite(losses).all()
-    assert "note: FSS-1000 under" in out  # the bundled copy holds 3 of the 520 training categories
+    assert "note: FSS-1000 under" in out.stdout  # the bundled copy holds 3 of the 520 training categories
     val = [r for r in rows if r.get("fewshot_val_miou")]
     assert len(val) == 1 and 0 <= float(val[0]["fewshot_val_miou"]) <= 100 and float(val[0]["val_loss"]) > 0
     assert [r for r in rows if r.get("fewshot_trn_miou")]
@@ -77,7 +77,7 @@ def test_mindspore_training_follows_torch_and_its_checkpoint_evaluates(tmp_path)
     # LSegNet training's bounds (tests/test_training_bridge.py): the first step's loss, then the trajectory
     assert abs(ms_losses[0] - torch_losses[0]) <= 1e-4 * torch_losses[0]
     assert np.max(np.abs(ms_losses - torch_losses) / torch_losses) <= 1e-2
-    assert "MindSpore LSegNet (tiny_resnet) on cpu" in out
+    assert "MindSpore LSegNet (tiny_resnet) on cpu" in out.stderr  # Lightning's info line
     assert [r for r in rows if r.get("fewshot_val_miou")]
     model = lang_seg.load_model(str(last))  # the MindSpore run's checkpoint, on torch
     assert type(model.net).__name__ == "LSegRNNetZS" and model.options.zero_shot
@@ -195,3 +195,22 @@ def test_bad_input_as_a_process(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: fold -1 does not exist: the benchmarks have folds 0 to 3"]
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_two_processes_train_with_ddp(tmp_path, backend):
+    """Lightning's DDP on CPU (gloo) as train_lseg.py runs it: each process takes half of every global batch
+    (30 episodes, 2 processes of 2: 7 steps an epoch), the few-shot areas are summed over both for validation."""
+    from .ddp_helpers import environment, free_port
+
+    result = subprocess.run([sys.executable, str(ROOT / "train_lseg_zs.py"), "--exp_name", "ddp", *TINY,
+                             "--backend", backend, "--accelerator", "cpu", "--devices", "2"], cwd=tmp_path,
+                            env=environment(MASTER_PORT=free_port()), capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "checkpoints" / "ddp" / "version_0"
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len([r for r in rows if r.get("train_loss")]) == 7
+    [val] = [r for r in rows if r.get("fewshot_val_miou")]
+    assert 0 <= float(val["fewshot_val_miou"]) <= 100 and (run / "checkpoints" / "last.ckpt").is_file()
