@@ -8,7 +8,7 @@ from typing import Dict
 
 import numpy as np
 
-from .checkpoint import infer_options, read_checkpoint
+from .checkpoint import Checkpoint, infer_options, read_checkpoint
 from .config import BACKBONES, BACKENDS, NetOptions, check_backend
 from .errors import LangSegError
 from .model import SegModel
@@ -21,11 +21,11 @@ def initial_state(options: NetOptions, pretrained: bool = False, seed: Optional[
     torch names: what both backends start from, so that one seed gives identical weights on either."""
     import torch
 
-    from lang_seg.modules.models.lseg_net import LSegNet
+    from lang_seg.modules.models.lseg_net_zs import build_net
 
     if seed is not None:
         torch.manual_seed(seed)
-    net = LSegNet(options, pretrained=pretrained)
+    net = build_net(options, pretrained=pretrained)
     return {k: v.detach().numpy() for k, v in net.state_dict().items()}
 
 
@@ -43,8 +43,10 @@ def load_model(
     """Build LSeg on ``backend`` from a checkpoint, or with random weights.
 
     weights: a lang-seg Lightning checkpoint (upstream's or this project's), a
-        MindSpore checkpoint written by this project, or None (random weights;
-        ``backbone`` is then required).
+        MindSpore checkpoint written by this project, a ``Checkpoint`` already read
+        (``lang_seg.checkpoint.read_checkpoint``), or None (random weights;
+        ``backbone`` is then required). Upstream's zero-shot checkpoints (LSegNetZS,
+        LSegRNNetZS) load too: score an image on ``["others", class]``.
     backbone: overrides the backbone the checkpoint implies.
     device: 'cpu', 'cuda'/'gpu' or 'gpu:N'.
     pretrained: with ``weights=None``, start from CLIP and timm's pretrained
@@ -57,7 +59,7 @@ def load_model(
     trust: load a torch checkpoint that holds objects other than tensors, numbers and strings
         (unpickling them may run code: only for files whose source you trust).
     options: other network options (features, readout, use_bn, arch_option,
-        block_depth, activation, half_logits), overriding the checkpoint's.
+        block_depth, activation, half_logits, zero_shot), overriding the checkpoint's.
     """
     check_backend(backend)
     unknown = set(options) - set(NetOptions.__dataclass_fields__)
@@ -73,10 +75,10 @@ def load_model(
         state = initial_state(net_options, pretrained, seed)
         what = "initial weights"
     else:
-        ckpt = read_checkpoint(weights, trust)
+        ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights, trust)
         net_options = infer_options(ckpt.state, ckpt.hyper_parameters, backbone=backbone, **options)
         state = ckpt.state
-        what = f"checkpoint {weights}"
+        what = f"checkpoint {ckpt.path or weights}"
 
     if backend == "torch":
         from .backends.torch_backend import TorchModel

@@ -120,6 +120,8 @@ def infer_options(state: Dict[str, np.ndarray], hyper_parameters: Optional[dict]
 
 
 def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
+    if RESNET_STEM in state:
+        return _resnet_options_from_shapes(state)
     try:
         patch = state["pretrained.model.patch_embed.proj.weight"].shape  # (C, 3, p, p)
         text_proj = state["clip_pretrained.text_projection"].shape  # (width, embed)
@@ -134,7 +136,8 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
     found = None
     for name, config in BACKBONES.items():
         if (
-            config.vit.embed_dim == patch[0]
+            config.vit is not None
+            and config.vit.embed_dim == patch[0]
             and config.vit.patch_size == patch[2]
             and config.vit.depth == depth
             and (config.text.width, config.text.embed_dim) == tuple(text_proj)
@@ -150,6 +153,68 @@ def _options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
         readout="project" if "pretrained.act_postprocess1.0.project.0.weight" in state else None,
         use_bn="scratch.refinenet1.resConfUnit1.bn1.weight" in state,
     )
+
+
+RESNET_STEM = "pretrained.layer1.0.weight"  # the stem convolution of upstream's LSegRNNetZS (zero-shot only)
+RESNET_STAGES = ("pretrained.layer1.4.", "pretrained.layer2.", "pretrained.layer3.", "pretrained.layer4.")
+
+
+def _resnet_options_from_shapes(state: Dict[str, np.ndarray]) -> dict:
+    """LSegRNNetZS: the ResNet's stem width, blocks and inner widths per stage pick the backbone."""
+    try:
+        stem = state[RESNET_STEM].shape[0]
+        text_proj = state["clip_pretrained.text_projection"].shape
+        features = state["scratch.layer1_rn.weight"].shape[0]
+        blocks, widths = [], []
+        for prefix in RESNET_STAGES:
+            indices = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
+            blocks.append(1 + max(indices) if indices else 0)
+            widths.append(state[prefix + "0.conv1.weight"].shape[0])
+    except KeyError as exc:
+        raise LangSegError(f"checkpoint lacks {exc.args[0]}: it is not an LSeg network checkpoint, or it was cut "
+                           "short") from None
+    layout = (stem, tuple(blocks), tuple(widths), tuple(text_proj))
+    found = next((name for name, config in BACKBONES.items() if config.resnet is not None and layout == (
+        config.resnet.stem_width, config.resnet.blocks, config.resnet.widths, (config.text.width, config.text.embed_dim))),
+        None)
+    return dict(
+        backbone=found,
+        shapes=f"ResNet stem {stem}, blocks {tuple(blocks)}, widths {tuple(widths)}, text projection {tuple(text_proj)}",
+        features=int(features),
+        readout="project",  # no ViT: the option has no effect
+        use_bn="scratch.refinenet1.resConfUnit1.bn1.weight" in state,
+        zero_shot=True,
+    )
+
+
+FEWSHOT_DATASETS = ("pascal", "coco", "fss")  # upstream's LSegModuleZS datasets (its --dataset choices)
+
+
+def checkpoint_kind(ckpt: Checkpoint) -> Optional[bool]:
+    """Whether ``ckpt`` holds one of upstream's zero-shot networks (True), LSegNet (False), or cannot say (None).
+
+    The ResNet trunk exists only zero-shot; this project's files say it in their options (``zero_shot``,
+    None where it was not known); a head block, a decoder without BatchNorm or a ViT readout other than
+    the projection is LSegNet (the zero-shot nets have none of these); a training run's ``dataset``
+    names a few-shot benchmark or not; other options written by this project predate the zero-shot
+    nets. An upstream ViT checkpoint without options is either (the same tensors): None.
+    """
+    state, hparams = ckpt.state, ckpt.hyper_parameters or {}
+    if RESNET_STEM in state:
+        return True
+    if isinstance(hparams.get("zero_shot"), bool):
+        return hparams["zero_shot"]
+    if any(k.startswith("scratch.head_block.") for k in state) or "scratch.refinenet1.resConfUnit1.bn1.weight" not in state:
+        return False
+    if "pretrained.act_postprocess1.0.project.0.weight" not in state:  # upstream's LSegNetZS reads out by projection
+        return False
+    if isinstance(hparams.get("dataset"), str):
+        return hparams["dataset"] in FEWSHOT_DATASETS
+    if "zero_shot" in hparams:  # written as not known (a conversion of an upstream file without options)
+        return None
+    if any(k in NetOptions.__dataclass_fields__ or k == "num_features" for k in hparams):
+        return False  # options written before the zero-shot networks existed here: LSegNet's
+    return None
 
 
 def save_checkpoint(path, state: Dict[str, np.ndarray], options: NetOptions, extra: Optional[dict] = None) -> None:

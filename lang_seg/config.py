@@ -4,8 +4,11 @@ Each backbone names the timm ViT and the OpenAI CLIP text tower upstream
 lang-seg builds, the ViT blocks whose outputs feed the DPT decoder, and how each
 of the four reassembled maps is resampled to its decoder resolution
 (``resample``: 8, 4, 2 = transposed conv of that stride, 1 = none,
-0.5 = 3x3 conv of stride 2).  The ``tiny_*`` entries are the same
-architectures, narrower and shallower, so tests run in seconds.
+0.5 = 3x3 conv of stride 2).  ``clip_resnet101`` is upstream's zero-shot
+layout: torchvision's ResNet-101 as the image trunk (its four stages feed the
+decoder) with CLIP ViT-B/32's text tower, on ImageNet-normalised images.
+The ``tiny_*`` entries are the same architectures, narrower and shallower, so
+tests run in seconds.
 """
 from __future__ import annotations
 
@@ -53,14 +56,49 @@ class TextConfig:
     clip_name: Optional[str] = None  # clip.load name for pretrained weights
 
 
+BOTTLENECK_EXPANSION = 4  # a ResNet bottleneck's output is 4x its inner width
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """torchvision's bottleneck ResNet: ``blocks`` per stage, the stem's and each stage's inner width
+    (a stage's output is 4x its inner width)."""
+
+    blocks: Tuple[int, int, int, int]
+    stem_width: int = 64
+    widths: Tuple[int, int, int, int] = (64, 128, 256, 512)
+    torchvision_name: Optional[str] = None  # torchvision model name for pretrained (ImageNet) weights
+    stride: int = 32  # of the deepest stage: image sides must be multiples of it
+
+    @property
+    def out_features(self) -> Tuple[int, int, int, int]:
+        return tuple(BOTTLENECK_EXPANSION * w for w in self.widths)
+
+
+# The normalisation each image trunk was trained with (upstream's few-shot readers switch on the backbone).
+CLIP_LSEG_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     name: str
-    vit: VitConfig
+    vit: Optional[VitConfig]
     text: TextConfig
-    hooks: Tuple[int, int, int, int]
+    hooks: Tuple[int, ...]
     reassemble_features: Tuple[int, int, int, int]
-    resample: Tuple[float, float, float, float]
+    resample: Tuple[float, ...]
+    resnet: Optional[ResNetConfig] = None  # the image trunk when there is no ViT
+    norm: Tuple[Tuple[float, float, float], Tuple[float, float, float]] = CLIP_LSEG_NORM  # (mean, std)
+
+    @property
+    def patch_size(self) -> int:
+        """What image sides must be multiples of: the ViT's patch, or the ResNet's total stride."""
+        return self.vit.patch_size if self.vit is not None else self.resnet.stride
+
+
+def _resnet_backbone(name: str, resnet: ResNetConfig, text: TextConfig) -> BackboneConfig:
+    return BackboneConfig(name, None, text, (), resnet.out_features, (), resnet=resnet, norm=IMAGENET_NORM)
 
 
 _VIT_B32 = VitConfig(patch_size=32, embed_dim=768, depth=12, num_heads=12, timm_name="vit_base_patch32_384")
@@ -95,6 +133,11 @@ BACKBONES: Dict[str, BackboneConfig] = {
         (8, 16, 32, 32),
         (4, 2, 1, 0.5),
     ),
+    # upstream's zero-shot LSegRNNetZS (_make_pretrained_clip_rn101), and a narrow, one-block-a-stage version
+    "clip_resnet101": _resnet_backbone("clip_resnet101", ResNetConfig((3, 4, 23, 3), torchvision_name="resnet101"),
+                                       _TEXT_VITB32),
+    "tiny_resnet": _resnet_backbone("tiny_resnet", ResNetConfig((1, 1, 1, 1), stem_width=8, widths=(8, 16, 32, 64)),
+                                    TextConfig(width=16, layers=1, heads=2, embed_dim=512)),
 }
 
 def check_backend(backend: str) -> str:
@@ -132,6 +175,10 @@ class NetOptions:
     # Upstream casts image features to fp16 before the cosine product (its CLIP runs in
     # fp16 on CUDA). Off by default: fp32 logits.
     half_logits: bool = False
+    # True: upstream's zero-shot networks (LSegNetZS, LSegRNNetZS: BatchNorm, no head block), scored per
+    # episode on the label pair ("others", class); False: LSegNet. None: LSegNet, trained either way (an upstream
+    # ViT checkpoint without options has the same tensors for both); the ResNet trunk exists only zero-shot.
+    zero_shot: Optional[bool] = None
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -152,6 +199,15 @@ class NetOptions:
             )
         if self.features < 1:
             raise LangSegError(f"features must be positive (got {self.features})")
+        resnet = BACKBONES[self.backbone].resnet is not None
+        if resnet and self.zero_shot is None:
+            object.__setattr__(self, "zero_shot", True)
+        if resnet and not self.zero_shot:
+            raise LangSegError(f"backbone {self.backbone} exists only as upstream's zero-shot network "
+                               "(LSegRNNetZS): use it with zero_shot=True, or choose a ViT backbone")
+        if self.zero_shot and (not self.use_bn or self.arch_option != 0):
+            raise LangSegError("upstream's zero-shot networks always have BatchNorm and no head block: "
+                               "pass use_bn=True and arch_option=0 with zero_shot=True")
 
     @property
     def config(self) -> BackboneConfig:

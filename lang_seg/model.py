@@ -6,7 +6,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .config import LOGIT_SCALE, NetOptions, check_image_size
+from .config import CLIP_LSEG_NORM, LOGIT_SCALE, NetOptions, check_image_size
 from .errors import LangSegError
 from .evaluate import BASE_SIZE, CROP_SIZE, DEFAULT_MAX_BATCH, DEFAULT_SCALES, bilinear_resize, segment
 from .labels import check_labels
@@ -59,7 +59,7 @@ class SegModel:
 
     @property
     def patch_size(self) -> int:
-        return self.options.config.vit.patch_size
+        return self.options.config.patch_size
 
     def text_features(self, labels: Sequence[str]):
         """Backend tensor ``(L, C)`` of CLIP features; computed once per label set (the last
@@ -104,6 +104,10 @@ class SegModel:
         scales: long side = ``base_size`` x scale for each; ``(1.0,)`` with ``flip=False`` is a single pass.
         crop_size: the window side, a multiple of the patch size; ``max_batch`` windows per forward call.
         """
+        if self.options.config.norm != CLIP_LSEG_NORM:  # the evaluator normalises as LSeg's ViTs were trained
+            raise LangSegError(f"segment() normalises pictures with mean = std = 0.5, but {self.options.backbone} "
+                               "takes ImageNet-normalised ones (lang_seg.config.IMAGENET_NORM): normalise them so "
+                               "and call logits()")
         return segment(self, image, labels, scales=scales, flip=flip, base_size=base_size, crop_size=crop_size,
                        max_batch=max_batch)
 

@@ -92,3 +92,23 @@ def load_clip_text_pretrained(text_encoder, clip_name: str, device: str = "cpu")
         ) from None
     state = {k: v.float() for k, v in model.state_dict().items() if not k.startswith("visual.") and k != "logit_scale"}
     text_encoder.load_state_dict(state, strict=True)
+
+
+def load_torchvision_pretrained(name: str):
+    """torchvision's ImageNet model ``name`` (``resnet101``: the weights upstream's ``pretrained=True`` loads)."""
+    import torch
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    filename = os.path.basename(weights.url)
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    try:
+        if offline() and not os.path.isfile(path):
+            raise FileNotFoundError(path)
+        return torchvision.models.get_model(name, weights=weights)
+    except Exception as exc:
+        raise LangSegError(
+            f"could not load torchvision's {name} weights ({type(exc).__name__}): with a network torchvision "
+            f"downloads them; offline, place {filename} at {path}, or build from a lang-seg checkpoint "
+            f"(weights=...) or with pretrained=False"
+        ) from None

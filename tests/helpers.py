@@ -1,3 +1,4 @@
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,36 @@ def nontrivial_state(state, seed=0):
             state[key] = rng.uniform(0.5, 1.5, value.shape).astype(np.float32)
         elif key.endswith("bias") and not key.startswith("clip_pretrained"):
             state[key] = rng.uniform(-0.1, 0.1, value.shape).astype(np.float32)
+    return state
+
+
+def seeded_state(shapes, seed=0):
+    """Weights for ``{name: shape}`` from the names and ``seed`` alone: the same numbers whatever builds the net
+    (upstream's code or this project's) and in whatever order, so a real-size fixture needs no checkpoint.
+
+    Each tensor draws from its own generator (seeded by the name's CRC-32 plus ``seed``): matrices and kernels
+    normal with std 1/sqrt(fan-in), vector scales (norm layers) uniform in [0.5, 1.5], other vectors (biases)
+    in [-0.1, 0.1], BatchNorm means in [-0.5, 0.5] and variances in [0.5, 2]; counters 0. Every float is a
+    float16 value, so upstream's fp16 CLIP tensors hold it exactly.
+    """
+    state = {}
+    for name, shape in shapes.items():
+        shape = tuple(shape)
+        rng = np.random.RandomState((zlib.crc32(name.encode()) + seed) % 2 ** 32)
+        if name.endswith("num_batches_tracked"):
+            state[name] = np.zeros(shape, np.int64)
+            continue
+        if name.endswith("running_mean"):
+            value = rng.uniform(-0.5, 0.5, shape)
+        elif name.endswith("running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif len(shape) >= 2:
+            value = rng.randn(*shape) / np.sqrt(np.prod(shape[1:]))
+        elif len(shape) == 1 and name.endswith("weight"):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.uniform(-0.1, 0.1, shape)
+        state[name] = np.asarray(value, np.float16).astype(np.float32)
     return state
 
 

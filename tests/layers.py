@@ -6,8 +6,8 @@ Entries name a module or a package prefix; the most specific entry wins.
 """
 LAYERS = (
     ("facts", ("lang_seg.errors", "lang_seg.config", "lang_seg.names", "lang_seg.files", "lang_seg.labels",
-               "lang_seg.images", "lang_seg.metrics", "lang_seg.weights", "lang_seg.checkout", "lang_seg.label_files",
-               "lang_seg.configs")),
+               "lang_seg.images", "lang_seg.metrics", "lang_seg.fewshot", "lang_seg.weights", "lang_seg.checkout",
+               "lang_seg.label_files", "lang_seg.configs")),
     ("nets", ("lang_seg.modules.models", "lang_seg.modules.models_ms")),
     ("library", ("lang_seg", "lang_seg.api", "lang_seg.model", "lang_seg.evaluate", "lang_seg.checkpoint",
                  "lang_seg.checkpoint_ms", "lang_seg.safe_load", "lang_seg.backends", "lang_seg.export",
@@ -15,13 +15,13 @@ LAYERS = (
     ("Lightning shell", ("lang_seg.modules", "lang_seg.data")),
     ("commands", ("lang_seg.commands", "lang_seg.export.command", "lang_seg.export.__main__",
                   "lang_seg.export.onnx_files", "lang_seg.export.mindir_files", "train_lseg", "test_lseg",
-                  "prepare_ade20k")),
+                  "train_lseg_zs", "test_lseg_zs", "prepare_ade20k")),
     ("tools", ("lang_seg.tools",)),
 )
 # folders of the package, and where a checkout keeps them (lang_seg/checkout.py)
 PACKAGES = {"lang_seg": "lang_seg", "lang_seg.modules": "modules", "lang_seg.data": "data",
             "lang_seg.label_files": "label_files", "lang_seg.configs": "configs"}
-SCRIPTS = ("train_lseg", "test_lseg", "prepare_ade20k")
+SCRIPTS = ("train_lseg", "test_lseg", "train_lseg_zs", "test_lseg_zs", "prepare_ade20k")
 
 
 def layer_of(module: str) -> int:

@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 BLOCK = re.compile(r"```(?:bash|sh)\n(.*?)```", re.S)
-INLINE = re.compile(r"`((?:lseg-|python (?:train|test)_lseg\.py)[^`]*)`")
+INLINE = re.compile(r"`((?:lseg-|python (?:train|test)_lseg(?:_zs)?\.py)[^`]*)`")
 PROGRAMS = {
     "lseg-train": "lang_seg.commands.train", "python train_lseg.py": "lang_seg.commands.train",
     "lseg-test": "lang_seg.commands.test", "python test_lseg.py": "lang_seg.commands.test",
     "lseg-demo": "lang_seg.commands.demo", "lseg-app": "lang_seg.commands.app",
     "lseg-convert": "lang_seg.commands.convert", "lseg-parity": "lang_seg.tools.parity",
     "lseg-bench": "lang_seg.tools.bench", "python prepare_ade20k.py": "prepare_ade20k",
+    "lseg-train-zs": "lang_seg.commands.train_zs", "python train_lseg_zs.py": "lang_seg.commands.train_zs",
+    "lseg-test-zs": "lang_seg.commands.test_zs", "python test_lseg_zs.py": "lang_seg.commands.test_zs",
 }
 
 

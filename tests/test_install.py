@@ -97,11 +97,36 @@ def test_demo_runs_from_another_folder(site, tmp_path):
     assert (tmp_path / "demo_out" / "labels_mindspore.png").is_file()
 
 
+FEWSHOT = """
+import warnings
+from lang_seg.data.fewshot import build_dataset
+from lang_seg.data.fewshot.bundled import ROOT
+from lang_seg.data.fewshot.splits import coco_split
+assert str(ROOT).startswith({site!r}), ROOT
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    dataset = build_dataset("fss", ROOT, 0, "test", 1, img_size=32)
+print(len(dataset), dataset[0]["class_name"], len(coco_split("val", 0)[0]))
+"""
+
+
+def test_installed_package_ships_the_few_shot_data(site, tmp_path):
+    fewshot = site / "lang_seg" / "data" / "fewshot"
+    assert len(list((fewshot / "splits").rglob("*.txt*"))) == 19 and (fewshot / "splits" / "SHA256SUMS").is_file()
+    assert len(list((fewshot / "bundled" / "FSS-1000").rglob("*.jpg"))) == 80
+    assert len(list((site / "lang_seg" / "label_files").glob("fewshot_*.txt"))) == 3
+    result = run_installed(site, ["-c", FEWSHOT.format(site=str(site))], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "27 coin 19217"
+
+
 def test_console_scripts_run_from_another_folder(site, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}
-    for script, words in (("lseg-test", "--eval"), ("lseg-train", "--exp_name"), ("lseg-convert", "src dst")):
+    for script, words in (("lseg-test", "--eval"), ("lseg-train", "--exp_name"), ("lseg-convert", "src dst"),
+                          ("lseg-test-zs", "--benchmark"), ("lseg-train-zs", "--finetune_mode")):
         done = subprocess.run([str(site / "bin" / script), "--help"], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0 and words in done.stdout, (script, done.stderr[-2000:])
     assert {p.name for p in (site / "bin").iterdir()} >= {"lseg-train", "lseg-test", "lseg-demo", "lseg-app",
-                                                          "lseg-convert", "lseg-parity", "lseg-bench"}
+                                                          "lseg-convert", "lseg-parity", "lseg-bench",
+                                                          "lseg-test-zs", "lseg-train-zs"}

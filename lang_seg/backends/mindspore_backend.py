@@ -139,9 +139,9 @@ def named_parameters(net) -> Iterator[Tuple[str, object]]:
 
 
 def ms_parameter_shapes(options: NetOptions) -> List[Tuple[str, tuple]]:
-    from lang_seg.modules.models_ms.lseg_net import LSegNet
+    from lang_seg.modules.models_ms.lseg_net_zs import build_net
 
-    return [(name, tuple(p.shape)) for name, p in named_parameters(LSegNet(options))]
+    return [(name, tuple(p.shape)) for name, p in named_parameters(build_net(options))]
 
 
 def assign(param, value) -> None:
@@ -199,14 +199,14 @@ class MindSporeModel(SegModel):
     def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
                  what: str = "checkpoint", mode: Optional[str] = None):
         """``state``: weights under torch names; None keeps the MindSpore net's own random initialisation."""
-        from lang_seg.modules.models_ms.lseg_net import LSegNet
+        from lang_seg.modules.models_ms.lseg_net_zs import build_net  # LSegNet, or a zero-shot net
 
         use_device(device)
         super().__init__(options, device)
         self.mode = mode or os.environ.get("LANGSEG_MS_MODE", "graph")
         if self.mode not in ("graph", "eager"):
             raise LangSegError(f"unknown MindSpore mode {self.mode!r}: use 'graph' (compiled) or 'eager' (debugging)")
-        self.net = LSegNet(options)
+        self.net = build_net(options)
         self.torch_only: Dict[str, np.ndarray] = {}
         if state is not None:
             load_fresh(self.net, self._ms_state(state, what))

@@ -33,10 +33,10 @@ class TorchModel(SegModel):
 
     def __init__(self, options: NetOptions, device: str = "cpu", state: Optional[Dict[str, np.ndarray]] = None,
                  pretrained: bool = False, what: str = "checkpoint"):
-        from lang_seg.modules.models.lseg_net import LSegNet
+        from lang_seg.modules.models.lseg_net_zs import build_net  # LSegNet, or a zero-shot net
 
         self.torch_device = torch_device(device)
-        net = LSegNet(options, pretrained=pretrained and state is None, device=str(self.torch_device))
+        net = build_net(options, pretrained=pretrained and state is None, device=str(self.torch_device))
         unused = load_state(net, state, what) if state is not None else []
         super().__init__(options, device, unused)
         self.net = net.to(self.torch_device).eval()

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acc-bn", action="store_true", help="not supported (upstream's own code for it does not run)")
     p.add_argument("--test-val", action="store_true", help="write the predicted masks of the split to --out")
     p.add_argument("--no-val", action="store_true", help=NO_EFFECT)
-    p.add_argument("--module", default="lseg", help="lseg (the zero-shot lseg_zs is not ported)")
+    p.add_argument("--module", default="lseg", help="lseg (zero-shot checkpoints: test_lseg_zs.py)")
     p.add_argument("--data-path", "--data_path", dest="data_path", default=None,
                    help="folder holding ADEChallengeData2016/, relative to the working directory ('bundled': "
                         "the 6 validation images bundled with the package); needed unless --image")
@@ -120,7 +120,8 @@ def check_flags(args) -> None:
     if args.acc_bn:
         raise LangSegError("--acc-bn is not supported: BatchNorm statistics come from the checkpoint")
     if args.module != "lseg":
-        raise LangSegError(f"--module {args.module} is not available: only 'lseg' is ported")
+        raise LangSegError(f"--module {args.module} is not available: test_lseg.py runs 'lseg' "
+                           "(zero-shot checkpoints: test_lseg_zs.py)")
     if args.weights is None:
         raise LangSegError(
             "pass --weights CKPT (a lang-seg checkpoint; a quick one: train_lseg.py --exp_name tiny ... "
@@ -146,9 +147,13 @@ def load(args):
     import lang_seg
 
     device = "cpu" if args.no_cuda else args.device
-    return lang_seg.load_model(args.weights, backend=args.backend, backbone=args.backbone, device=device,
-                               ms_mode=args.ms_mode, arch_option=args.arch_option, block_depth=args.block_depth,
-                               activation=args.activation, readout=args.readout, trust=args.trust)
+    model = lang_seg.load_model(args.weights, backend=args.backend, backbone=args.backbone, device=device,
+                                ms_mode=args.ms_mode, arch_option=args.arch_option, block_depth=args.block_depth,
+                                activation=args.activation, readout=args.readout, trust=args.trust)
+    if model.options.zero_shot:  # #22: upstream's LSegNetZS / LSegRNNetZS belong to the few-shot benchmarks
+        raise LangSegError(f"checkpoint {args.weights} holds one of upstream's zero-shot networks "
+                           f"({model.options.backbone}): evaluate it with test_lseg_zs.py")
+    return model
 
 
 def describe(model, evaluator) -> str:

@@ -53,7 +53,9 @@ class MindSporeBackend:
     def build_net(self, pretrained: bool) -> None:
         # the torch reference's initial weights (random from torch's seed, or CLIP/timm's), so that one seed
         # starts both backends from the same numbers; its parameter order is the optimizer's
-        reference = LSegNet(self.options, pretrained=pretrained)
+        from ..models.lseg_net_zs import net_class  # LSegNet, or a zero-shot net (lang_seg.modules.lseg_module_zs)
+
+        reference = net_class(self.options)(self.options, pretrained=pretrained)
         self.torch_shapes = {part: [(f"{part}.{n}", tuple(p.shape)) for n, p in getattr(reference, part).named_parameters()]
                              for part in ("pretrained", "scratch")}
         self._waiting: Optional[Dict[str, np.ndarray]] = {k: v.detach().numpy() for k, v in reference.state_dict().items()}

@@ -105,12 +105,13 @@ class MindSporeBridge:
 
     def train_batch(self, images: torch.Tensor, target: torch.Tensor, labels: Sequence[str], scale: float = 1.0,
                     weight_decay: float = 0.0):
-        """Forward and backward of one micro-batch: ``(loss, pred)``, torch tensors the caller owns. Its
+        """Forward and backward of one micro-batch scored on ``labels`` (``text_features``): ``(loss, pred)``,
+        torch tensors the caller owns. Its
         gradients (of ``scale * loss``) wait for ``accumulate``; the first micro-batch of an update carries
         ``weight_decay * w`` too (torch's L2 term, added once per update)."""
         x, y = self._in(images, target)
         decay = weight_decay if self.grads is None else 0.0
-        loss, pred, self._pending = self.loss_and_grad(x, y, self.model.text_features(labels), scale, decay)
+        loss, pred, self._pending = self.loss_and_grad(x, y, self.text_features(labels), scale, decay)
         return self.handoff.to_torch(loss, owned=True), self.handoff.to_torch(pred, owned=True)
 
     def accumulate(self) -> None:
@@ -158,7 +159,15 @@ class MindSporeBridge:
     def eval_batch(self, images: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
         """``(N, L, H, W)`` logits in eval mode, a torch tensor the caller owns."""
         x, _ = self._in(images)
-        return self.handoff.to_torch(self.model.forward_tensor(x, self.model.text_features(labels)), owned=True)
+        return self.handoff.to_torch(self.model.forward_tensor(x, self.text_features(labels)), owned=True)
+
+    def text_features(self, labels):
+        """MindSpore text features of ``labels``: a label set (encoded once, cached), or features already made,
+        a MindSpore tensor passed as it is: ``(L, C)`` for the batch or ``(N, L, C)``, one label set per image
+        (the zero-shot episodes)."""
+        import mindspore as ms
+
+        return labels if isinstance(labels, ms.Tensor) else self.model.text_features(labels)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """The live weights under torch names (numpy views of MindSpore's memory on CPU)."""

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from lang_seg.config import LOGIT_SCALE, STAGES, NetOptions, check_image_size
+from lang_seg.errors import LangSegError
 from lang_seg.labels import tokenize
 
 from .clip_text import ClipTextEncoder
@@ -38,10 +39,10 @@ class LSegNet(nn.Module):
         self.options = options
         config = options.config
         self.out_c = config.text.embed_dim
-        self.patch_size = config.vit.patch_size
+        self.patch_size = config.patch_size
 
         self.clip_pretrained = ClipTextEncoder(config.text)
-        self.pretrained = VitBackbone(config, readout=options.readout, pretrained=pretrained)
+        self.pretrained = self.image_encoder(options, pretrained)
         self.scratch = make_scratch(config.reassemble_features, options.features)
         for i in range(1, 5):
             setattr(self.scratch, f"refinenet{i}", make_fusion_block(options.features, options.use_bn))
@@ -57,6 +58,13 @@ class LSegNet(nn.Module):
 
             load_clip_text_pretrained(self.clip_pretrained, config.text.clip_name, device)
 
+    def image_encoder(self, options: NetOptions, pretrained: bool) -> nn.Module:
+        """``pretrained``: the module that returns the four maps the decoder fuses (zero-shot nets override it)."""
+        if options.config.vit is None:
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it exists only as upstream's zero-shot "
+                               "LSegRNNetZS (lang_seg.load_model, test_lseg_zs.py)")
+        return VitBackbone(options.config, readout=options.readout, pretrained=pretrained)
+
     # -- text ---------------------------------------------------------------
     def encode_text(self, labels: Sequence[str]) -> torch.Tensor:
         """``(L, out_c)`` CLIP features of the labels (unnormalised)."""
@@ -69,15 +77,19 @@ class LSegNet(nn.Module):
 
     # -- image --------------------------------------------------------------
     def cosine_logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``text_features``: ``(L, C)`` for the whole batch, or ``(N, L, C)``, one label set per image (the
+        zero-shot episodes, upstream's ``net(x, class_info)``)."""
         n, _, h, w = image_features.shape
         image = image_features.permute(0, 2, 3, 1).reshape(-1, self.out_c)
         image = l2_normalize(image, -1)
         text = l2_normalize(text_features, -1)
+        if text.dim() == 3:  # each image against its own labels: (N, H*W, C) @ (N, C, L)
+            image = image.view(n, h * w, self.out_c)
         if self.options.half_logits:
             # upstream's order: cast to fp16, then scale (the scale is rounded to fp16 too), fp16 product
-            logits = ((self.logit_scale * image.half()) @ text.half().t()).float()
+            logits = ((self.logit_scale * image.half()) @ text.half().transpose(-1, -2)).float()
         else:
-            logits = (self.logit_scale * image) @ text.t()
+            logits = (self.logit_scale * image) @ text.transpose(-1, -2)
         return logits.view(n, h, w, -1).permute(0, 3, 1, 2)
 
     def encode_image(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -117,7 +129,8 @@ class LSegNet(nn.Module):
         """Per-pixel label scores ``(N, L, H, W)``.
 
         ``labels_or_features``: a list of label strings, or precomputed text
-        features ``(L, out_c)`` (what callers that reuse one label set pass).
+        features ``(L, out_c)`` (what callers that reuse one label set pass), or
+        ``(N, L, out_c)``: one label set per image.
         """
         if isinstance(labels_or_features, torch.Tensor):
             text_features = labels_or_features

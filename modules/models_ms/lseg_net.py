@@ -9,6 +9,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from lang_seg.config import LOGIT_SCALE, NetOptions
+from lang_seg.errors import LangSegError
 
 from .clip_text import ClipTextEncoder
 from .lseg_blocks import (
@@ -37,7 +38,7 @@ class LSegNet(nn.Cell):
         self.batch_matmul = ops.BatchMatMul()
 
         self.clip_pretrained = ClipTextEncoder(config.text)
-        self.pretrained = VitBackbone(config, readout=options.readout)
+        self.pretrained = self.image_encoder(options)
         self.scratch = Scratch(config.reassemble_features, options.features)
         self.scratch.refinenet1 = FeatureFusionBlock_custom(options.features, options.use_bn)
         self.scratch.refinenet2 = FeatureFusionBlock_custom(options.features, options.use_bn)
@@ -50,13 +51,20 @@ class LSegNet(nn.Cell):
             self.scratch.head_block = depthwise_block(activation=options.activation)
         self.scratch.output_conv = nn.SequentialCell([Interpolate()])
 
+    def image_encoder(self, options: NetOptions) -> nn.Cell:
+        """``pretrained``: the cell that returns the four maps the decoder fuses (zero-shot nets override it)."""
+        if options.config.vit is None:
+            raise LangSegError(f"backbone {options.backbone} has no ViT: it exists only as upstream's zero-shot "
+                               "LSegRNNetZS (lang_seg.load_model, test_lseg_zs.py)")
+        return VitBackbone(options.config, readout=options.readout)
+
     def cosine_logits(self, image_features, text_features):
         """The reference's ``(scale * image / |image|) @ (text / |text|).T`` per pixel, computed in the (N, C, H*W)
         layout as ``text @ image`` so that no transpose and no broadcasting division enters the graph (each
         keeps per-element index tables on CPU: 2.8 GB in the training graph at 480x480, ``table_free``)."""
         n, c, h, w = image_features.shape
         image = self.unit_channels(image_features.reshape(n, c, h * w))
-        text = self.unit_rows(text_features)
+        text = self.unit_rows(text_features)  # (L, C), or (N, L, C): one label set per image
         if self.half_logits:
             # upstream's (and the reference's) order: cast to fp16, then scale by the fp16-rounded scale in fp16;
             # the fp16 product is summed in fp32 and rounded to fp16 once, as torch's fp16 matmul does
@@ -70,8 +78,11 @@ class LSegNet(nn.Cell):
 
     def _per_image(self, text, image):
         """``(L, C) @ (N, C, P) -> (N, L, P)``: the text broadcast over the batch explicitly, a ``BatchMatMul``
-        (``ops.matmul``'s gradient transposes)."""
-        return self.batch_matmul(ops.broadcast_to(text, (image.shape[0],) + text.shape), image)
+        (``ops.matmul``'s gradient transposes); ``(N, L, C)`` text, one label set per image (the zero-shot
+        episodes), multiplies as it is."""
+        if len(text.shape) == 2:
+            text = ops.broadcast_to(text, (image.shape[0],) + text.shape)
+        return self.batch_matmul(text, image)
 
     def text_embeddings(self, tokens):
         """``(L, context_length)`` CLIP token ids -> ``(L, out_c)`` text features, L2-normalised."""
