@@ -23,7 +23,9 @@ PROGRAMS = {
     "lseg-bench": "lang_seg.tools.bench", "python prepare_ade20k.py": "prepare_ade20k",
     "lseg-train-zs": "lang_seg.commands.train_zs", "python train_lseg_zs.py": "lang_seg.commands.train_zs",
     "lseg-test-zs": "lang_seg.commands.test_zs", "python test_lseg_zs.py": "lang_seg.commands.test_zs",
+    "lseg-export": "lang_seg.export.command",
 }
+PACKAGE_MAINS = {"lang_seg.export": "lang_seg.export.command"}  # python -m PACKAGE runs this module's main
 
 
 def slug(heading: str) -> str:
@@ -68,7 +70,7 @@ def commands():
                         found.append((page.name, module, shlex.split(part[len(program):])))
                 if part.startswith("python -m lang_seg."):
                     words = shlex.split(part)
-                    found.append((page.name, words[2], words[3:]))
+                    found.append((page.name, PACKAGE_MAINS.get(words[2], words[2]), words[3:]))
     return found
 
 

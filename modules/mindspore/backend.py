@@ -25,7 +25,6 @@ from pytorch_lightning.utilities import rank_zero_info
 from lang_seg.errors import LangSegError
 
 from ..lsegmentation_module import opened_datasets
-from ..models.lseg_net import LSegNet
 from ..trainer import check_mindspore_trainer
 from . import optimizers
 from .bridge import MindSporeBridge
