@@ -100,6 +100,11 @@ class SegmentationDataModule(pl.LightningDataModule):
         return opened[0] if opened else None
 
     @property
+    def roots(self) -> List[str]:
+        """Each dataset's folder as resolved (relative paths against the working directory, ``bundled``)."""
+        return [str(root) for _, root in self.sources]
+
+    @property
     def workers(self) -> int:
         return default_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 

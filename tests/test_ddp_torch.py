@@ -74,5 +74,7 @@ def test_two_nodes_on_localhost_match_two_processes(two_processes, data, tmp_pat
     for node, ddp in zip(records(tmp_path, "rec", 2), two_processes):
         np.testing.assert_allclose(node["losses"], ddp["losses"], rtol=1e-6)
         mine, theirs = weights_at(node, f"step{STEPS}"), weights_at(ddp, f"step{STEPS}")
-        for key in theirs:
-            np.testing.assert_allclose(mine[key], theirs[key], rtol=0, atol=1e-6, err_msg=key)
+        start = weights_at(ddp, "initial")
+        for key in theirs:  # as above: SyncBatchNorm and gloo sum in an order that varies (measured up to 0.2 % of the change)
+            change = np.abs(theirs[key] - start[key]).max()
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=0, atol=max(1e-5, 1e-2 * change), err_msg=key)

@@ -430,14 +430,14 @@ def test_data_path_and_workers_mean_the_same_in_both_commands(workdir, capsys, f
     args = ["--exp_name", "w", "--backbone", "tiny_vitb32", "--num_features", "16", "--no-pretrained",
             "--crop_size", "64", "--base_size", "72"]
     _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--data-path", "bundled"]))
-    assert datamodule.workers == min(16, os.cpu_count()) and datamodule.root == str(BUNDLED)
+    assert datamodule.workers == min(16, os.cpu_count()) and datamodule.roots == [str(BUNDLED)]
     _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + ["--workers", "0"]))
-    assert datamodule.workers == 0 and datamodule.root == str(BUNDLED)  # no --data_path: the bundled set
+    assert datamodule.workers == 0 and datamodule.roots == [str(BUNDLED)]  # no --data_path: the bundled set
     from lang_seg.modules.cli import LSegCLI
 
     cli = LSegCLI(args=["--config", str(Path(train_lseg.__file__).parent / "configs/bundled_tiny.yaml"),
                         "--data.data_path", "bundled"], run=False)
-    assert cli.datamodule.workers == min(16, os.cpu_count()) and cli.datamodule.root == str(BUNDLED)
+    assert cli.datamodule.workers == min(16, os.cpu_count()) and cli.datamodule.roots == [str(BUNDLED)]
 
     # a folder relative to the working directory, in both commands: the bundled set less 4 training pictures
     shutil.copytree(BUNDLED / "ADEChallengeData2016", workdir / "mine/ADEChallengeData2016")
@@ -446,7 +446,7 @@ def test_data_path_and_workers_mean_the_same_in_both_commands(workdir, capsys, f
         (workdir / "mine/ADEChallengeData2016/annotations/training" / (image.stem + ".png")).unlink()
     for flag in ("--data_path", "--data-path"):
         _, datamodule, *_ = train_command.build(train_command.build_parser().parse_args(args + [flag, "mine"]))
-        assert datamodule.root == "mine" and len(datamodule.trainset) == 20
+        assert datamodule.roots == ["mine"] and len(datamodule.trainset) == 20
     assert test_lseg.main(["--weights", str(fitted_ckpt), "--eval", "--data_path", "mine", "--scales", "1.0",
                            "--no-flip", "--workers", "2", *SMALL]) == 0
     assert "6 images of mine (val)" in capsys.readouterr().out

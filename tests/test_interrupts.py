@@ -31,8 +31,7 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
     before = target.read_bytes()
     child = run_python(f"""
         import time, torch
-        from pytorch_lightning.plugins.io import TorchCheckpointIO
-        from lang_seg.modules.checkpoint_io import AtomicCheckpointIO
+        from lang_seg.modules.checkpoint_io import AtomicCheckpointIO, TorchFileCheckpointIO
 
         def slow(self, checkpoint, path, storage_options=None):  # half the file, then hang: kill -9 lands here
             data = open({str(target)!r}, "rb").read()
@@ -41,7 +40,7 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
                 print("writing", flush=True)
                 time.sleep(600)
 
-        TorchCheckpointIO.save_checkpoint = slow
+        TorchFileCheckpointIO.save_checkpoint = slow
         AtomicCheckpointIO().save_checkpoint({{"step": 2}}, {str(target)!r})
     """, tmp_path)
     assert child.stdout.readline().strip() == "writing"

@@ -108,20 +108,18 @@ def test_cli_form_errors(workdir, capsys):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    import lightning_fabric.plugins.io.torch_io
-
     from lang_seg.modules.checkpoint_io import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"step": 1}, path)
 
-    def killed_mid_write(checkpoint, filepath):
+    def killed_mid_write(checkpoint, filepath, *args, **kwargs):
         with open(filepath, "wb") as handle:
             handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(lightning_fabric.plugins.io.torch_io, "_atomic_save", killed_mid_write)
+    monkeypatch.setattr(torch, "save", killed_mid_write)
     with pytest.raises(lang_seg.LangSegError, match=f"cannot write {path} \\(disk full\\)"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()

@@ -210,8 +210,8 @@ def lightning_step(backend: str, backbone: str, images: np.ndarray, target: np.n
             super().__init__(**kwargs)
             self.net.clip_pretrained.requires_grad_(True)  # upstream leaves it trainable (SGD never steps it)
 
-        def forward(self, x):
-            return self.net(x, self.net.encode_text(self.labels))
+        def forward(self, x, source: int = 0):
+            return self.net(x, self.net.encode_text(self.label_sets[source]))
 
     class StepTimer(pl.Callback):
         def __init__(self):
