@@ -28,6 +28,25 @@ from lang_seg.errors import LangSegError, cli_errors
 CLI_SUBCOMMANDS = ("fit", "validate")
 
 
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of this project's training commands (train_lseg.py, train_lseg_zs.py) that choose the backend
+    and how Lightning runs: devices, DDP, steps, seed, resume."""
+    p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
+    p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
+                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
+    p.add_argument("--max_steps", type=int, default=-1)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
+    p.add_argument("--devices", default="auto", help="auto (default: every GPU, else 1 CPU process), N or a list")
+    p.add_argument("--strategy", default="auto", help="Lightning's strategy (auto: ddp with more than one process)")
+    p.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="synchronise BatchNorm across processes (default: on for --backend torch, as upstream; "
+                        "not available for mindspore)")
+    p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                   help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # upstream's general flags
@@ -74,20 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aux-weight", type=float, default=0.2)
     p.add_argument("--se-weight", type=float, default=0.2)
     # this project's flags
-    p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
-    p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
-                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
-    p.add_argument("--max_steps", type=int, default=-1)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
-    p.add_argument("--devices", default="auto", help="auto (default: every GPU, else 1 CPU process), N or a list")
-    p.add_argument("--strategy", default="auto", help="Lightning's strategy (auto: ddp with more than one process)")
-    p.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=None,
-                   help="synchronise BatchNorm across processes (default: on for --backend torch, as upstream; "
-                        "not available for mindspore)")
-    p.add_argument("--resume", default=None, help="checkpoint to resume from")
-    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
-                   help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
+    add_run_flags(p)
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights instead of CLIP/timm's (no download)")
     p.add_argument("--num_workers", "--workers", dest="num_workers", type=int, default=None,

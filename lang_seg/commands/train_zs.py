@@ -23,6 +23,7 @@ import os
 import sys
 import warnings
 
+from lang_seg.commands.train import add_run_flags
 from lang_seg.config import BACKBONES
 from lang_seg.errors import LangSegError, cli_errors
 
@@ -75,22 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore_index", type=int, default=-1, help=NO_EFFECT + " (the episodes' masks are 0/1)")
     p.add_argument("--project_name", default="lightseg", help=NO_EFFECT)
     # this project's flags (train_lseg.py's)
-    p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
-    p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
-                   help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
+    add_run_flags(p)
     p.add_argument("--img_size", "--img-size", dest="img_size", type=int, default=480,
                    help="side the pictures are resized to (upstream's 480), a multiple of the patch size")
-    p.add_argument("--max_steps", type=int, default=-1)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--accelerator", default="auto", help="auto (default: the GPUs, else the CPU), gpu or cpu")
-    p.add_argument("--devices", default="auto", help="auto (default: every GPU, else 1 CPU process), N or a list")
-    p.add_argument("--strategy", default="auto", help="Lightning's strategy (auto: ddp with more than one process)")
-    p.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=None,
-                   help="synchronise BatchNorm across processes (default: on for --backend torch; not available "
-                        "for mindspore)")
-    p.add_argument("--resume", default=None, help="checkpoint to resume from")
-    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
-                   help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random initial weights (the same as --use_pretrained False; no download)")
     return p
