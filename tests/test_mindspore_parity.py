@@ -179,7 +179,11 @@ def test_gpu_request_without_plugin_gives_one_line_error():
 
 def test_bare_mindspore_net_initialises_like_the_torch_reference():
     """The MindSpore LSegNet starts from the torch reference's distributions on its own (no torch needed):
-    constant tensors equal, random ones with the same mean and spread (statistics, not values)."""
+    constant tensors equal, random ones with the same mean and spread (statistics, not values).
+
+    The reference moments come from 20 torch draws, so only our one draw is noisy. Bounds are 6 standard
+    errors: a tensor of 100 or more values is judged alone; the smaller ones (biases of 8 to 64 values,
+    whose sample spread says little) are judged together by their pooled second moment."""
     import torch
     from lang_seg.modules.models.lseg_net import LSegNet as TorchNet
     from lang_seg.modules.models_ms.lseg_net import LSegNet as MsNet
@@ -188,22 +192,29 @@ def test_bare_mindspore_net_initialises_like_the_torch_reference():
     from lang_seg.names import ms_to_torch_name
 
     options = NetOptions(backbone="tiny_vitb32", features=32)
-    torch.manual_seed(0)
-    reference = {k: v.detach().numpy() for k, v in TorchNet(options).state_dict().items()}
-    checked = 0
+    draws = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        draws.append({k: v.detach().numpy() for k, v in TorchNet(options).state_dict().items()})
+    checked, pooled_ours, pooled_expected, pooled_n = 0, 0.0, 0.0, 0
     for name, param in named_parameters(MsNet(options)):
-        ours, theirs = param.asnumpy(), reference[ms_to_torch_name(name)]
-        assert ours.shape == theirs.shape, name
+        ours = param.asnumpy().astype(np.float64)
+        theirs = np.stack([d[ms_to_torch_name(name)] for d in draws]).astype(np.float64)
+        assert ours.shape == theirs.shape[1:], name
         if theirs.min() == theirs.max():
-            np.testing.assert_array_equal(ours, theirs, err_msg=name)
+            np.testing.assert_array_equal(ours, theirs[0], err_msg=name)
             continue
         assert ours.min() != ours.max(), f"{name} is constant, the reference is random"
-        n = ours.size
-        bound = 0.15 if n >= 1000 else 0.5  # the spread of a sample's std shrinks with 1/sqrt(n)
-        assert abs(ours.std() / theirs.std() - 1) < bound, (name, ours.std(), theirs.std())
-        assert abs(ours.mean() - theirs.mean()) < 5 * theirs.std() / np.sqrt(n) + 1e-7, (name, ours.mean(), theirs.mean())
+        n, mean, std = ours.size, theirs.mean(), theirs.std()
+        if n >= 100:
+            assert abs(ours.std() / std - 1) < 6 / np.sqrt(n), (name, ours.std(), std)
+            assert abs(ours.mean() - mean) < 6 * std / np.sqrt(n), (name, ours.mean(), mean)
+        else:
+            pooled_ours += float((ours ** 2).sum() / (theirs ** 2).mean())
+            pooled_n += n
         checked += 1
-    assert checked > 50
+    assert checked > 50 and pooled_n > 0
+    assert abs(pooled_ours / pooled_n - 1) < 6 * np.sqrt(2 / pooled_n), (pooled_ours / pooled_n, pooled_n)
 
 
 def fp16_logits(image_features: np.ndarray, text_features: np.ndarray, cast_first: bool = True) -> np.ndarray:
