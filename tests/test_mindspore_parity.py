@@ -196,7 +196,7 @@ def test_bare_mindspore_net_initialises_like_the_torch_reference():
     for seed in range(20):
         torch.manual_seed(seed)
         draws.append({k: v.detach().numpy() for k, v in TorchNet(options).state_dict().items()})
-    checked, pooled_ours, pooled_expected, pooled_n = 0, 0.0, 0.0, 0
+    checked, pooled_ours, pooled_n = 0, 0.0, 0
     for name, param in named_parameters(MsNet(options)):
         ours = param.asnumpy().astype(np.float64)
         theirs = np.stack([d[ms_to_torch_name(name)] for d in draws]).astype(np.float64)

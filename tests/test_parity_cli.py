@@ -10,9 +10,6 @@ QUICK = ["--backbone", "tiny_vitl16", "--size", "96x64", "--batch", "2", "--step
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "open regression (docs/mindspore-conv.md): with the oneDNN convolutions one backbone gradient is 2.17e-3 "
-    "off the torch reference (bound 2e-3); with nn.Conv2d the weight updates are (1.18e-2 at step 3, bound 1e-2)"))
 def test_parity_command_passes_and_writes_json(tmp_path, capsys):
     out = tmp_path / "parity.json"
     assert parity.main(QUICK + ["--json", str(out)]) == 0
@@ -24,11 +21,14 @@ def test_parity_command_passes_and_writes_json(tmp_path, capsys):
     names = {row["name"] for part in sections.values() for row in part}
     assert {"layer_1", "path_1", "logits", "argmax agreement", "loss", "step 3 loss"} <= names
     assert any(n.startswith("grad scratch.") for n in names) and any(n.startswith("bn ") for n in names)
+    assert any(n.startswith("float64 reference: ReLU sides (14 calls") for n in names)  # the DPT blocks' ReLUs
+    assert sum(n.startswith("step 3: ReLU sides (") for n in names) == 1
     for group in ("backbone", "decoder"):  # one update row per parameter group and step, and one for its application
         assert sum(n.startswith(f"step 3 weight update, {group} (") for n in names) == 1
         assert sum(n.startswith(f"step 3 weights moved by it, {group} (") for n in names) == 1
     bounds = {row["bound"] for part in sections.values() for row in part}  # every row says which bound applied
-    assert {"fixed", "float64 rate x momentum buffer", "fp32 rounding of each step, per element"} <= bounds
+    assert {"fixed", "float64 rate x momentum buffer", "fp32 rounding of each step, per element",
+            "sides differing beyond 0.0001 x std"} <= bounds
     assert all(row["ok"] and row["rel"] <= row["tol"] for part in sections.values() for row in part)
     assert max(row["rel"] for row in sections["forward"]) < 1e-4
 
@@ -65,19 +65,19 @@ def test_parity_command_bad_input(capsys):
 def test_update_rows_judge_against_fp32_rounding():
     """#19: an update of a few fp32 spacings of weights near 1 (upstream's rate on clip_vitb32_384), measured as
     the difference of two fp32 weight tensors, carries its own rounding: relative 1.1e-2 and one spacing
-    apart at most where the backends' gradients agree to 1e-3, a false FAIL. Reconstructed in float64 from
+    apart at most where the backends' gradients agree to 1e-4, a false FAIL. Reconstructed in float64 from
     rate x momentum buffer, the same updates agree as the gradients do; a real difference still fails."""
     rng = np.random.RandomState(0)
     start = rng.uniform(0.5, 1.0, 200_000).astype(np.float32)
     update_t = 3e-7 * rng.randn(start.size)  # rate x momentum buffer: 5 spacings of these weights
-    update_m = update_t * (1 + 1e-3 * rng.randn(start.size))
+    update_m = update_t * (1 + 1e-4 * rng.randn(start.size))
     after_t, after_m = ((start - u).astype(np.float32) for u in (update_t, update_m))
     measured = parity.norm_row("measured", start - after_t.astype(np.float64), start - after_m.astype(np.float64),
                                tol=parity.STEP_UPDATE_TOL)
     assert not measured.ok and measured.max_abs == np.spacing(np.float32(0.5))  # rounding alone fails it
 
     rows = parity.update_rows("backbone", 1, start, after_m, update_t, update_m, parity.step_rounding(start, after_m))
-    assert [row.ok for row in rows] == [True, True] and rows[0].rel < 2e-3
+    assert [row.ok for row in rows] == [True, True] and rows[0].rel < 2e-4
     assert rows[0].bound == "float64 rate x momentum buffer" and "fp32 rounding" in rows[1].bound
     assert "float64 rate x momentum buffer" in rows[0].format()  # the table says which bound applied
     # a rate 5 % off in MindSpore: its reconstruction and its weights show it
@@ -88,3 +88,49 @@ def test_update_rows_judge_against_fp32_rounding():
     # an update MindSpore computed but never wrote into its weights
     rows = parity.update_rows("backbone", 1, start, start, update_t, update_m, parity.step_rounding(start, after_m))
     assert [row.ok for row in rows] == [True, False]
+
+
+@pytest.mark.parametrize("activation", ["relu", "lrelu"])
+def test_reference_takes_mindspores_side_at_relu_inputs_near_0_and_only_there(activation):
+    """#18: a ReLU input within fp32 noise of 0 lands on either side in the two backends, and one such element
+    put a whole backbone's gradients 1 % off. The torch reference takes MindSpore's side there
+    (``kinks.FollowActivations``); a differing side further from 0 is left as torch decides and fails."""
+    import torch
+
+    from lang_seg.tools.kinks import FollowActivations, activation_row
+
+    torch.manual_seed(0)
+    act = torch.nn.ReLU() if activation == "relu" else torch.nn.LeakyReLU(0.01)
+    head = torch.nn.Linear(64, 1).double()
+    net = torch.nn.Sequential(act, head)
+    x = torch.randn(8, 64, dtype=torch.float64)
+    x[0, 5] = -1e-6  # std 1: within 1e-4 x std of 0
+    theirs = x.clone()
+    theirs[0, 5] = 1e-6  # MindSpore rounded it above 0
+    slope = 0.0 if activation == "relu" else 0.01
+
+    def grad(ms_inputs):
+        leaf = x.clone().requires_grad_(True)
+        follower = FollowActivations(net, ms_inputs) if ms_inputs is not None else None
+        if follower:
+            with follower:
+                out = net(leaf)
+        else:
+            out = net(leaf)
+        out.sum().backward()
+        return leaf.grad, follower
+
+    w = head.weight[0].detach()
+    plain, _ = grad(None)
+    followed, follower = grad([theirs.numpy()])
+    assert plain[0, 5] == slope * w[5] and followed[0, 5] == w[5]  # the element passes, as in MindSpore
+    assert torch.equal(plain[1:], followed[1:]) and torch.equal(plain[0, :5], followed[0, :5])
+    row = activation_row(follower, "t")
+    assert row.ok and (follower.calls, follower.followed, follower.disagree) == (1, 1, 0)
+    assert "1 calls, 1 inputs near 0 as MindSpore" in row.name
+
+    theirs[1, 7] = -x[1, 7] if abs(float(x[1, 7])) > 0.1 else 1.0  # a side differing far from 0: a wrong value
+    far, follower = grad([theirs.numpy()])
+    assert torch.equal(far[1], plain[1]) and follower.disagree == 1 and not activation_row(follower, "t").ok
+    _, follower = grad([theirs.numpy(), theirs.numpy()])  # MindSpore made another call
+    assert not activation_row(follower, "t").ok and "ReLU calls differ" in activation_row(follower, "t").name
