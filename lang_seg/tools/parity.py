@@ -87,9 +87,12 @@ def norm_row(name: str, reference: np.ndarray, other: np.ndarray, tol: float = G
 
 
 def step_rounding(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """What one fp32 SGD step ``w - fl(rate * buffer)`` may round away, per element: half a spacing for the
-    product (no larger than the weights it moves between) and half for the result; doubled for safety."""
-    return 2 * np.spacing(np.maximum(np.abs(before), np.abs(after)).astype(np.float32)).astype(np.float64)
+    """What one fp32 SGD step ``w - fl(fl(rate) * buffer)`` may round away, per element: the rate's and the
+    product's rounding are relative to the update, the subtraction's to the result; the update exceeds both
+    weights where it crosses 0 (measured: a ``cls_token`` element moved from 1.7e-7 to -3.8e-7), so the
+    spacing is taken at the largest of the two weights and their difference, and doubled for safety."""
+    largest = np.maximum(np.maximum(np.abs(before), np.abs(after)), np.abs(after.astype(np.float64) - before))
+    return 2 * np.spacing(largest.astype(np.float32)).astype(np.float64)
 
 
 def update_rows(group: str, steps: int, start: np.ndarray, now_m: np.ndarray, update_t: np.ndarray,
