@@ -97,7 +97,8 @@ def test_reference_takes_mindspores_side_at_relu_inputs_near_0_and_only_there(ac
     (``kinks.FollowActivations``); a differing side further from 0 is left as torch decides and fails."""
     import torch
 
-    from lang_seg.tools.kinks import FollowActivations, activation_row
+    from lang_seg.tools.kinks import FollowActivations
+    from lang_seg.tools.parity import activation_row
 
     torch.manual_seed(0)
     act = torch.nn.ReLU() if activation == "relu" else torch.nn.LeakyReLU(0.01)
@@ -111,7 +112,7 @@ def test_reference_takes_mindspores_side_at_relu_inputs_near_0_and_only_there(ac
 
     def grad(ms_inputs):
         leaf = x.clone().requires_grad_(True)
-        follower = FollowActivations(net, ms_inputs) if ms_inputs is not None else None
+        follower = FollowActivations(net, ms_inputs, parity.STAGE_TOL) if ms_inputs is not None else None
         if follower:
             with follower:
                 out = net(leaf)

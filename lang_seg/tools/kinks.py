@@ -11,19 +11,15 @@ torch's own fp32 run to 2e-6. Such a difference says nothing about the port, and
 So the torch reference takes MindSpore's side there: one eager, training-mode MindSpore forward records the
 input of every ``ReLU``/``LeakyReLU`` call (``ms_activation_inputs``), and ``FollowActivations`` makes the
 torch net's matching calls (same order, same shapes) pass or block those elements as MindSpore did, where
-the torch input lies within ``STAGE_TOL x`` its std of 0. Everywhere else the decisions must agree: a
-decision that differs further from 0 is a failing row (``activation_row``), as is a different number of
-calls.
+the torch input lies within ``near x`` its std of 0 (the parity command passes its forward tolerance,
+1e-4). Everywhere else the decisions must agree: the parity command fails a row on a decision that differs
+further from 0, as on a different number of calls (``parity.activation_row``).
 """
 from __future__ import annotations
 
 from typing import List
 
 import numpy as np
-
-from .parity import STAGE_TOL, Row
-
-KINK_TOL = STAGE_TOL  # the forward rows' tolerance: how far from 0 either side is fp32 noise
 
 
 def _activation_cells(ms_net):
@@ -60,14 +56,14 @@ def ms_activation_inputs(ms_net, images, text_features) -> List[np.ndarray]:
 
 class FollowActivations:
     """While active, the torch net's ReLU/LeakyReLU calls take MindSpore's side (``ms_inputs``, in call order)
-    where their input is within ``KINK_TOL x std`` of 0 and the sides differ; counts what it found:
-    ``calls``, ``followed`` (elements given MindSpore's side) and ``disagree`` (differing sides further
-    from 0, left as torch decides)."""
+    where their input is within ``near x std`` of 0 and the sides differ; counts what it found:
+    ``calls``, ``followed`` (elements given MindSpore's side), ``disagree`` (differing sides further
+    from 0, left as torch decides) and ``matched`` (as many calls as MindSpore made, the same shapes)."""
 
-    def __init__(self, net, ms_inputs: List[np.ndarray]):
+    def __init__(self, net, ms_inputs: List[np.ndarray], near: float):
         import torch
 
-        self.net, self.ms_inputs = net, ms_inputs
+        self.net, self.ms_inputs, self.near = net, ms_inputs, near
         self.modules = [m for m in net.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
         self.calls = self.followed = self.disagree = 0
         self.shape_mismatch = False
@@ -99,7 +95,7 @@ class FollowActivations:
         theirs = torch.from_numpy(self.ms_inputs[index] > 0)
         ours = x.detach() > 0
         differ = theirs != ours
-        near = x.detach().abs() <= KINK_TOL * float(x.detach().double().std())
+        near = x.detach().abs() <= self.near * float(x.detach().double().std())
         self.disagree += int((differ & ~near).sum())
         follow = differ & near
         self.followed += int(follow.sum())
@@ -109,12 +105,6 @@ class FollowActivations:
         taken = x * torch.where(theirs, torch.ones_like(x), torch.full_like(x, slope))
         return torch.where(follow, taken, output)
 
-
-def activation_row(follower: FollowActivations, where: str):
-    """One row: every call matched, and the decisions away from 0 agree (the followed count is reported)."""
-    expected = len(follower.ms_inputs)
-    matched = follower.calls == expected and not follower.shape_mismatch
-    name = (f"{where}: ReLU sides ({follower.calls} calls, {follower.followed} inputs near 0 as MindSpore)"
-            if matched else f"{where}: ReLU calls differ (torch {follower.calls}, MindSpore {expected}, or shapes)")
-    return Row(name, float(follower.disagree), float(follower.disagree), 0.0,
-               bool(matched and follower.disagree == 0), bound=f"sides differing beyond {KINK_TOL:g} x std")
+    @property
+    def matched(self) -> bool:
+        return self.calls == len(self.ms_inputs) and not self.shape_mismatch

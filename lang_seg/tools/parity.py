@@ -110,6 +110,16 @@ def update_rows(group: str, steps: int, start: np.ndarray, now_m: np.ndarray, up
     return rows
 
 
+def activation_row(follower, where: str) -> Row:
+    """The ReLU sides (``kinks.FollowActivations``): every call matched, and no side differs further than
+    ``STAGE_TOL x std`` from 0 (how many nearer inputs took MindSpore's side is in the name)."""
+    name = (f"{where}: ReLU sides ({follower.calls} calls, {follower.followed} inputs near 0 as MindSpore)"
+            if follower.matched else
+            f"{where}: ReLU calls differ (torch {follower.calls}, MindSpore {len(follower.ms_inputs)}, or shapes)")
+    return Row(name, float(follower.disagree), float(follower.disagree), 0.0,
+               bool(follower.matched and follower.disagree == 0), bound=f"sides differing beyond {STAGE_TOL:g} x std")
+
+
 def argmax_row(reference: np.ndarray, other: np.ndarray, name: str = "argmax agreement") -> Row:
     agree = float((reference.argmax(1) == other.argmax(1)).mean())
     return Row(name, 1.0 - agree, 1.0 - agree, 1.0 - ARGMAX_MIN_AGREEMENT, agree >= ARGMAX_MIN_AGREEMENT)
@@ -173,13 +183,13 @@ def torch_loss_and_grads(net, images: np.ndarray, target: np.ndarray, text_featu
     import torch
     import torch.nn.functional as F
 
-    from .kinks import FollowActivations, activation_row
+    from .kinks import FollowActivations
 
     net = copy.deepcopy(net).train()
     dtype = torch.float64 if double else torch.float32
     net.to(dtype)
     x = torch.from_numpy(images).to(dtype)
-    follower = FollowActivations(net, ms_inputs) if ms_inputs is not None else None
+    follower = FollowActivations(net, ms_inputs, STAGE_TOL) if ms_inputs is not None else None
     with follower or contextlib.nullcontext():
         out = net(x, text_features.detach().to(dtype))
     loss = F.cross_entropy(out, torch.from_numpy(target).long(), ignore_index=-1)
@@ -243,7 +253,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     from lang_seg.backends.mindspore_train import TrainStep
     from lang_seg.names import is_trained
 
-    from .kinks import FollowActivations, activation_row, ms_activation_inputs
+    from .kinks import FollowActivations, ms_activation_inputs
 
     def _trainable(name: str) -> bool:
         return is_trained(name, torch_model.options)
@@ -273,7 +283,7 @@ def training_rows(torch_model, ms_model, batches, labels: Sequence[str], lr: flo
     for k, (images, target) in enumerate(batches, 1):
         rates_m = dict(zip(by_group, step.learning_rates()))  # this step's, before it runs
         rates_t = {group: g["lr"] for group, g in zip(by_group, optimizer.param_groups)}
-        follower = FollowActivations(net, ms_activation_inputs(ms_model.net, images, text_m))
+        follower = FollowActivations(net, ms_activation_inputs(ms_model.net, images, text_m), STAGE_TOL)
         optimizer.zero_grad(set_to_none=True)
         with follower:
             out = net(torch.from_numpy(images), text_t)
