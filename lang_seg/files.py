@@ -83,6 +83,18 @@ def write_json(path, data, indent: int = 2) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=indent)))
 
 
+def append_log(path, text: str, record: dict) -> None:
+    """The evaluation commands' logs: ``text`` appended to upstream's text log ``path`` (read and rewritten
+    whole through ``atomic_write``, so never half-written) and ``record`` as the JSON file beside it."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    earlier = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(earlier + text, encoding="utf-8"))
+
+
 def _folder_error(path, exc: OSError) -> LangSegError:
     fix = _FIXES.get(exc.errno, "check the path")
     return LangSegError(f"cannot write {path} ({exc.strerror or exc}): {fix}; nothing was written")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -203,7 +202,7 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
 
     from lang_seg.data.registry import get_dataset
     from lang_seg.evaluate import MultiScaleEvaluator
-    from lang_seg.files import atomic_write
+    from lang_seg.files import append_log
     from lang_seg.images import save_palette_png
     from lang_seg.metrics import SegmentationMetric
 
@@ -261,12 +260,9 @@ def evaluate_dataset(args, scales, base_size, crop_size) -> int:
         + "# per-class IoU: " + ", ".join(f"{name}: {value:.4f}" for name, value in zip(labels, iou)) + "\n"
     )
     log = Path("logs") / f"log_test_{args.jobname}_{args.dataset}.txt"
-    log.parent.mkdir(parents=True, exist_ok=True)
     record = dict(dataset=args.dataset, jobname=args.jobname, time=stamp, seconds=round(elapsed, 3), **settings,
                   **summary)
-    atomic_write(log.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
-    earlier = log.read_text(encoding="utf-8") if log.exists() else ""  # appended as upstream, written whole
-    atomic_write(log, lambda tmp: Path(tmp).write_text(earlier + log_text, encoding="utf-8"))
+    append_log(log, log_text, record)
     print(f"appended to {log}; wrote {log.with_suffix('.json')}")
     return 0
 

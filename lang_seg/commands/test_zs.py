@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -202,7 +201,7 @@ def evaluate(args, benchmark: str) -> int:
 
 
 def report(args, benchmark, model, dataset, metric, episodes: int, elapsed: float) -> int:
-    from lang_seg.files import atomic_write
+    from lang_seg.files import append_log
 
     miou, fb_iou = metric.miou(), metric.fb_iou()
     line = f"Fold {args.fold}, {args.nshot}-shot ==> mIoU: {miou:5.2f} \t FB-IoU: {fb_iou:5.2f}"
@@ -225,13 +224,10 @@ def report(args, benchmark, model, dataset, metric, episodes: int, elapsed: floa
                     datapath=os.path.abspath(dataset.datapath), img_size=args.img_size, episodes=episodes,
                     episode_seed=args.episode_seed, bsz=args.bsz)
     log = LOG_DIR / f"log_fewshot-test_nshot{args.nshot}_{benchmark}.txt"
-    log.parent.mkdir(parents=True, exist_ok=True)
     record = dict(time=stamp, seconds=round(elapsed, 3), miou=miou, fb_iou=fb_iou, **settings, per_class=per_class)
-    atomic_write(log.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
     text = ("# " + stamp + " " + " ".join(f"{k}={v}" for k, v in settings.items()) + "\n"
             + f"{args.weights}\n{line}\n")  # upstream's two lines
-    earlier = log.read_text(encoding="utf-8") if log.exists() else ""  # appended as upstream, written whole
-    atomic_write(log, lambda tmp: Path(tmp).write_text(earlier + text, encoding="utf-8"))
+    append_log(log, text, record)
     print(f"appended to {log}; wrote {log.with_suffix('.json')}")
     return 0
 
