@@ -30,7 +30,14 @@ CLI_SUBCOMMANDS = ("fit", "validate")
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """The flags of this project's training commands (train_lseg.py, train_lseg_zs.py) that choose the backend
-    and how Lightning runs: devices, DDP, steps, seed, resume."""
+    and how Lightning runs: devices, DDP, epochs and steps, accumulation, seed, resume."""
+    # upstream's
+    p.add_argument("--num_nodes", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="overfit one batch")
+    p.add_argument("--no_resume", action="store_true", help="do not resume from the experiment's last checkpoint")
+    p.add_argument("--accumulate_grad_batches", type=int, default=1)
+    p.add_argument("--max_epochs", type=int, default=200)
+    # this project's
     p.add_argument("--backend", choices=["torch", "mindspore"], default="torch")
     p.add_argument("--ms_mode", "--ms-mode", dest="ms_mode", choices=["graph", "eager"], default=None,
                    help="MindSpore execution: graph (compiled, the default) or eager (op by op, for debugging)")
@@ -47,15 +54,24 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="resume from a file holding objects other than tensors (runs code from it: trusted files only)")
 
 
+def run_trainer_arguments(args: argparse.Namespace, **extra) -> dict:
+    """The Trainer's arguments from the run flags (``add_run_flags``) and ``--exp_name``, through
+    ``trainer_arguments``; ``extra``: more Trainer arguments (the zero-shot command's callbacks)."""
+    from lang_seg.modules.trainer import trainer_arguments
+
+    return trainer_arguments(args.exp_name, dict(
+        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
+        accumulate_grad_batches=args.accumulate_grad_batches,
+        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1, **extra,
+    ), backend=args.backend)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # upstream's general flags
     p.add_argument("--exp_name", required=True, help="name your experiment")
-    p.add_argument("--num_nodes", type=int, default=1)
-    p.add_argument("--dry-run", action="store_true", help="overfit one batch")
-    p.add_argument("--no_resume", action="store_true", help="do not resume from the experiment's last checkpoint")
-    p.add_argument("--accumulate_grad_batches", type=int, default=1)
-    p.add_argument("--max_epochs", type=int, default=200)
     p.add_argument("--project_name", default="lightseg")
     # upstream's model/data flags
     p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
@@ -136,17 +152,11 @@ def build(args: argparse.Namespace):
 
     from lang_seg.data.datamodule import SegmentationDataModule
     from lang_seg.modules.lseg_module import LSegModule
-    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, trainer_arguments
+    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
-    trainer_kwargs = trainer_arguments(args.exp_name, dict(
-        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
-        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
-        accumulate_grad_batches=args.accumulate_grad_batches,
-        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
-    ), backend=args.backend)
+    trainer_kwargs = run_trainer_arguments(args)
     datamodule = SegmentationDataModule(args.data_path, args.dataset, args.batch_size, args.base_size, args.crop_size,
                                         num_workers=args.num_workers, seed=args.seed,
                                         dataset_weights=args.dataset_weights)

@@ -45,11 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base_lr", type=float, default=0.004)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight_decay", type=float, default=1e-4)
-    p.add_argument("--max_epochs", type=int, default=200)
-    p.add_argument("--accumulate_grad_batches", type=int, default=1)
-    p.add_argument("--num_nodes", type=int, default=1)
-    p.add_argument("--dry-run", action="store_true", help="overfit one batch")
-    p.add_argument("--no_resume", action="store_true", help="do not resume from the experiment's last checkpoint")
     p.add_argument("--backbone", default="clip_resnet101", choices=list(BACKBONES),
                    help="clip_resnet101 (upstream's PASCAL and COCO folds), clip_vitl16_384, ... (tiny_*: tests)")
     p.add_argument("--num_features", type=int, default=256)
@@ -118,21 +113,15 @@ def build(args: argparse.Namespace):
     check_flags(args)
     import pytorch_lightning as pl
 
-    from lang_seg.commands.train import latest_last_checkpoint, load_finetune_weights
+    from lang_seg.commands.train import latest_last_checkpoint, load_finetune_weights, run_trainer_arguments
     from lang_seg.data.fewshot import resolve_datapath
     from lang_seg.data.fewshot.datamodule import FewShotDataModule
     from lang_seg.modules.lseg_module_zs import LSegModuleZS
-    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning, trainer_arguments
+    from lang_seg.modules.trainer import LOG_ROOT, checkpoint_for_lightning
 
     if args.seed is not None:
         pl.seed_everything(args.seed, workers=True)
-    trainer_kwargs = trainer_arguments(args.exp_name, dict(
-        max_epochs=args.max_epochs, max_steps=args.max_steps, accelerator=args.accelerator,
-        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        strategy=args.strategy, sync_batchnorm=args.sync_batchnorm,
-        accumulate_grad_batches=args.accumulate_grad_batches, callbacks=zero_shot_checkpoints(),
-        overfit_batches=1 if args.dry_run else 0.0, log_every_n_steps=1,
-    ), backend=args.backend)
+    trainer_kwargs = run_trainer_arguments(args, callbacks=zero_shot_checkpoints())
     datamodule = FewShotDataModule(benchmark=args.dataset, datapath=resolve_datapath(args.dataset, args.data_path),
                                    fold=args.fold, batch_size=args.batch_size, img_size=args.img_size,
                                    backbone=args.backbone, num_workers=args.num_workers, seed=args.seed)
